@@ -1,0 +1,457 @@
+"""Protocols as plain data: the pure model the planner reads, the JSON document format, and the
+rules a protocol must satisfy.
+
+No database and no clock here. The ORM models (protocol.models) store the same fields; services
+convert between the two so the planner, the importer and the admin share one set of rules.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import time
+from decimal import Decimal
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+DOCUMENT_FORMAT = "protocol-document/1"
+SCHEMA_PATH = Path(__file__).with_name("protocol-document.schema.json")
+
+
+class Kind(StrEnum):
+    SCREENING = "screening"
+    PREPARATORY = "preparatory"
+    ASSESSMENT = "assessment"
+    DOSING = "dosing"
+    INTEGRATION = "integration"
+    PHONE_CHECKIN = "phone_checkin"
+    FOLLOW_UP = "follow_up"
+    OTHER = "other"
+
+
+#: The sessions that make up "therapy" when measuring a course's span (prep-1 to the last
+#: integration session), as in "~42 h of therapy over 12-18 weeks".
+THERAPY_KINDS = frozenset({Kind.PREPARATORY, Kind.DOSING, Kind.INTEGRATION})
+
+
+class Staffing(StrEnum):
+    THERAPIST_DYAD = "therapist_dyad"
+    ONE_THERAPIST = "one_therapist"
+    REMOTE_ASSESSOR = "remote_assessor"
+    NONE = "none"
+
+
+class RoomNeed(StrEnum):
+    NONE = "none"
+    THERAPY_ROOM = "therapy_room"
+    DOSING_ROOM_OVERNIGHT = "dosing_room_overnight"
+
+
+class Status(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class Supplemental(StrEnum):
+    GIVEN_BY_DEFAULT = "given_by_default"
+    OPTIONAL = "optional"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class DosePlan:
+    initial_mg: Decimal
+    supplemental_mg: Decimal | None
+    #: minutes after the initial dose: [earliest, latest] for the supplemental dose
+    supplemental_window_minutes: tuple[int, int] | None
+    supplemental: Supplemental
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When a session happens relative to its anchor (``None``: the course start).
+
+    ``next_morning`` is the session after an overnight stay: the day after its anchor, fixed.
+    Otherwise the session aims at ``target_days`` after the anchor and may go anywhere in
+    [``earliest_days``, ``latest_days``].
+    """
+
+    anchor: str | None
+    target_days: int
+    earliest_days: int
+    latest_days: int
+    next_morning: bool = False
+
+    @classmethod
+    def morning_after(cls, anchor: str) -> Timing:
+        return cls(anchor=anchor, target_days=1, earliest_days=1, latest_days=1, next_morning=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    key: str
+    title: str
+    kind: Kind
+    duration_minutes: int
+    overnight: bool
+    start_time: time
+    open_days_apply: bool
+    staffing: Staffing
+    room: RoomNeed
+    timing: Timing
+    joint: bool = False
+    preparation: str = ""
+    repeat_count: int = 1
+    repeat_interval_days: int = 1
+    dose_plan: DosePlan | None = None
+
+    def occurrence_key(self, occurrence: int) -> str:
+        """Keys of repeated sessions: ``phone-1.1`` ... ``phone-1.5`` (a dot never appears in a
+        template key, so these cannot collide with one)."""
+        return self.key if self.repeat_count == 1 else f"{self.key}.{occurrence}"
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    slug: str
+    name: str
+    version: int
+    status: Status
+    investigational: bool
+    couples: bool
+    description: str
+    span_min_weeks: int
+    span_max_weeks: int
+    sessions: tuple[SessionSpec, ...]
+    _order: tuple[SessionSpec, ...] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
+
+    def session(self, key: str) -> SessionSpec:
+        for session in self.sessions:
+            if session.key == key:
+                return session
+        raise KeyError(key)
+
+    def placement_order(self) -> tuple[SessionSpec, ...]:
+        """Sessions with every anchor before its dependents; ties keep document order.
+
+        Computed once per spec (the planner calls it for every course). Raises
+        ProtocolInvalid on unknown anchors or cycles.
+        """
+        if self._order is None:
+            object.__setattr__(self, "_order", _topological(self.sessions))
+        assert self._order is not None
+        return self._order
+
+
+class ProtocolInvalid(ValueError):
+    """A protocol that breaks the rules; ``problems`` holds one readable message per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
+def _topological(sessions: tuple[SessionSpec, ...]) -> tuple[SessionSpec, ...]:
+    by_key = {s.key: s for s in sessions}
+    problems = [
+        f"{s.key}: anchor '{s.timing.anchor}' is not a session of this protocol"
+        for s in sessions
+        if s.timing.anchor is not None and s.timing.anchor not in by_key
+    ]
+    if problems:
+        raise ProtocolInvalid(problems)
+    placed: dict[str, SessionSpec] = {}
+    remaining = list(sessions)
+    while remaining:
+        ready = [s for s in remaining if s.timing.anchor is None or s.timing.anchor in placed]
+        if not ready:
+            raise ProtocolInvalid([f"anchor cycle: {_describe_cycle(remaining)}"])
+        for s in ready:
+            placed[s.key] = s
+        remaining = [s for s in remaining if s.key not in placed]
+    return tuple(placed.values())
+
+
+def _describe_cycle(stuck: list[SessionSpec]) -> str:
+    # Every stuck session's anchor is stuck too, so following anchors must come back round.
+    anchors = {s.key: s.timing.anchor for s in stuck}
+    path = [stuck[0].key]
+    while (following := anchors[path[-1]]) not in path:
+        assert following is not None
+        path.append(following)
+    return " -> ".join([*path[path.index(following) :], following])
+
+
+def target_offsets(spec: ProtocolSpec) -> dict[str, int]:
+    """Day offset from the course start of every session occurrence, if all go on target."""
+    offsets: dict[str, int] = {}
+    base: dict[str, int] = {}
+    for s in spec.placement_order():
+        anchor_day = 0 if s.timing.anchor is None else base[s.timing.anchor]
+        base[s.key] = anchor_day + s.timing.target_days
+        for i in range(s.repeat_count):
+            offsets[s.occurrence_key(i + 1)] = base[s.key] + i * s.repeat_interval_days
+    return offsets
+
+
+def therapy_span_days(spec: ProtocolSpec, offsets: dict[str, int]) -> int:
+    days = [
+        offsets[s.occurrence_key(i + 1)]
+        for s in spec.sessions
+        if s.kind in THERAPY_KINDS
+        for i in range(s.repeat_count)
+    ]
+    return max(days) - min(days) if days else 0
+
+
+def validate(spec: ProtocolSpec) -> list[str]:
+    """Every rule the protocol breaks, one message each; empty when it is valid."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for position, s in enumerate(spec.sessions, start=1):
+        if s.key in seen:
+            problems.append(
+                f"duplicate session key '{s.key}' (sessions {seen[s.key]} and {position})"
+            )
+        seen.setdefault(s.key, position)
+        problems.extend(_session_problems(spec, s))
+    if spec.span_min_weeks > spec.span_max_weeks:
+        problems.append(
+            f"therapy span bounds are reversed: minimum {spec.span_min_weeks} weeks "
+            f"is more than maximum {spec.span_max_weeks} weeks"
+        )
+    if not any(s.timing.anchor is None for s in spec.sessions):
+        problems.append("no session is anchored on the course start")
+    if problems:
+        return problems
+    try:
+        offsets = target_offsets(spec)
+    except ProtocolInvalid as exc:
+        return exc.problems
+    span = therapy_span_days(spec, offsets)
+    if not spec.span_min_weeks * 7 <= span <= spec.span_max_weeks * 7:
+        problems.append(
+            f"therapy span at the target dates is {span / 7:.1f} weeks ({span} days), outside "
+            f"the protocol's bounds of {spec.span_min_weeks}-{spec.span_max_weeks} weeks"
+        )
+    return problems
+
+
+def _session_problems(spec: ProtocolSpec, s: SessionSpec) -> list[str]:
+    problems: list[str] = []
+    t = s.timing
+    if t.anchor == s.key:
+        problems.append(f"{s.key}: anchored on itself")
+    if t.next_morning:
+        anchor = _find(spec, t.anchor)
+        if anchor is not None and not anchor.overnight:
+            problems.append(
+                f"{s.key}: 'next morning' needs an anchor with an overnight stay, "
+                f"and '{anchor.key}' has none"
+            )
+    elif t.earliest_days > t.latest_days:
+        problems.append(
+            f"{s.key}: window [{t.earliest_days:+d}, {t.latest_days:+d}] days ends before it starts"
+        )
+    elif not t.earliest_days <= t.target_days <= t.latest_days:
+        problems.append(
+            f"{s.key}: target {t.target_days:+d} days is outside its window "
+            f"[{t.earliest_days:+d}, {t.latest_days:+d}]"
+        )
+    anchor = _find(spec, t.anchor)
+    if anchor is not None and anchor.repeat_count > 1:
+        problems.append(f"{s.key}: cannot anchor on '{anchor.key}', which repeats")
+    if s.kind == Kind.DOSING and s.dose_plan is None:
+        problems.append(f"{s.key}: a dosing session needs a dose plan")
+    if s.kind != Kind.DOSING and s.dose_plan is not None:
+        problems.append(f"{s.key}: only dosing sessions have a dose plan")
+    if s.dose_plan is not None:
+        problems.extend(_dose_problems(s.key, s.dose_plan))
+    if s.room == RoomNeed.DOSING_ROOM_OVERNIGHT and not s.overnight:
+        problems.append(f"{s.key}: a dosing room with overnight stay needs 'overnight' set")
+    if s.joint and not spec.couples:
+        problems.append(f"{s.key}: 'joint' sessions exist only in couples protocols")
+    return problems
+
+
+def _dose_problems(key: str, plan: DosePlan) -> list[str]:
+    problems: list[str] = []
+    has_dose = plan.supplemental_mg is not None
+    if plan.supplemental == Supplemental.NONE and has_dose:
+        problems.append(f"{key}: a supplemental dose is set but the plan says there is none")
+    if plan.supplemental != Supplemental.NONE:
+        if not has_dose:
+            problems.append(f"{key}: the supplemental dose in mg is missing")
+        if plan.supplemental_window_minutes is None:
+            problems.append(f"{key}: the supplemental dose needs a window in minutes")
+    window = plan.supplemental_window_minutes
+    if window is not None and window[0] > window[1]:
+        problems.append(
+            f"{key}: supplemental window {window[0]}-{window[1]} minutes ends before it starts"
+        )
+    return problems
+
+
+def _find(spec: ProtocolSpec, key: str | None) -> SessionSpec | None:
+    if key is None:
+        return None
+    for s in spec.sessions:
+        if s.key == key:
+            return s
+    return None
+
+
+# --- the JSON document ---------------------------------------------------------------------
+
+
+@cache
+def _document_validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def parse_document(document: Any) -> ProtocolSpec:
+    """A spec from a JSON document, or ProtocolInvalid listing every problem found."""
+    errors = sorted(
+        _document_validator().iter_errors(document), key=lambda e: list(map(str, e.path))
+    )
+    if errors:
+        raise ProtocolInvalid([_schema_message(error) for error in errors])
+    spec = ProtocolSpec(
+        slug=document["slug"],
+        name=document["name"],
+        version=document["version"],
+        status=Status(document["status"]),
+        investigational=document["investigational"],
+        couples=document["couples"],
+        description=document["description"],
+        span_min_weeks=document["therapy_span_weeks"]["min"],
+        span_max_weeks=document["therapy_span_weeks"]["max"],
+        sessions=tuple(_parse_session(s) for s in document["sessions"]),
+    )
+    problems = validate(spec)
+    if problems:
+        raise ProtocolInvalid(problems)
+    return spec
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    where = "/".join(str(part) for part in error.absolute_path) or "document"
+    if error.validator == "oneOf" and error.context:
+        # report the closest alternative instead of "is not valid under any of the schemas"
+        best = jsonschema.exceptions.best_match(error.context)
+        return f"{where}: {best.message}"
+    return f"{where}: {error.message}"
+
+
+def _parse_session(data: dict[str, Any]) -> SessionSpec:
+    timing = data["timing"]
+    if timing.get("next_morning"):
+        parsed_timing = Timing.morning_after(timing["anchor"])
+    else:
+        earliest, latest = timing["window_days"]
+        parsed_timing = Timing(timing["anchor"], timing["target_days"], earliest, latest)
+    hour, minute = (int(part) for part in data["start_time"].split(":"))
+    return SessionSpec(
+        key=data["key"],
+        title=data["title"],
+        kind=Kind(data["kind"]),
+        duration_minutes=data["duration_minutes"],
+        overnight=data["overnight"],
+        start_time=time(hour, minute),
+        open_days_apply=data["open_days_apply"],
+        staffing=Staffing(data["staffing"]),
+        room=RoomNeed(data["room"]),
+        joint=data["joint"],
+        preparation=data["preparation"],
+        timing=parsed_timing,
+        repeat_count=data["repeat"]["count"],
+        repeat_interval_days=data["repeat"]["interval_days"],
+        dose_plan=_parse_dose(data["dose_plan"]),
+    )
+
+
+def _parse_dose(data: dict[str, Any] | None) -> DosePlan | None:
+    if data is None:
+        return None
+    window = data["supplemental_window_minutes"]
+    supplemental = data["supplemental_mg"]
+    return DosePlan(
+        initial_mg=Decimal(str(data["initial_mg"])),
+        supplemental_mg=None if supplemental is None else Decimal(str(supplemental)),
+        supplemental_window_minutes=None if window is None else (window[0], window[1]),
+        supplemental=Supplemental(data["supplemental"]),
+    )
+
+
+def to_document(spec: ProtocolSpec) -> dict[str, Any]:
+    """The canonical JSON document: ``to_document(parse_document(d)) == d`` for any document
+    this function wrote."""
+    return {
+        "format": DOCUMENT_FORMAT,
+        "slug": spec.slug,
+        "name": spec.name,
+        "version": spec.version,
+        "status": spec.status.value,
+        "investigational": spec.investigational,
+        "couples": spec.couples,
+        "description": spec.description,
+        "therapy_span_weeks": {"min": spec.span_min_weeks, "max": spec.span_max_weeks},
+        "sessions": [_session_document(s) for s in spec.sessions],
+    }
+
+
+def _session_document(s: SessionSpec) -> dict[str, Any]:
+    timing: dict[str, Any]
+    if s.timing.next_morning:
+        timing = {"anchor": s.timing.anchor, "next_morning": True}
+    else:
+        timing = {
+            "anchor": s.timing.anchor,
+            "target_days": s.timing.target_days,
+            "window_days": [s.timing.earliest_days, s.timing.latest_days],
+        }
+    return {
+        "key": s.key,
+        "title": s.title,
+        "kind": s.kind.value,
+        "duration_minutes": s.duration_minutes,
+        "overnight": s.overnight,
+        "start_time": s.start_time.strftime("%H:%M"),
+        "open_days_apply": s.open_days_apply,
+        "staffing": s.staffing.value,
+        "room": s.room.value,
+        "joint": s.joint,
+        "preparation": s.preparation,
+        "timing": timing,
+        "repeat": {"count": s.repeat_count, "interval_days": s.repeat_interval_days},
+        "dose_plan": _dose_document(s.dose_plan),
+    }
+
+
+def _dose_document(plan: DosePlan | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    window = plan.supplemental_window_minutes
+    return {
+        "initial_mg": _number(plan.initial_mg),
+        "supplemental_mg": None if plan.supplemental_mg is None else _number(plan.supplemental_mg),
+        "supplemental_window_minutes": None if window is None else [window[0], window[1]],
+        "supplemental": plan.supplemental.value,
+    }
+
+
+def _number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)

@@ -1,0 +1,331 @@
+"""The course planner: a pure function from a protocol, a start date and a site calendar to a
+planned course, with a reason for every date.
+
+No database and no clock: the same inputs always give the same course, so the same code serves
+previews, enrolment, what-if questions and benchmarks.
+
+Rules, in the order they are applied to each session (anchors before dependents):
+
+1. The anchor's planned local date (or the course start) plus the target offset gives the
+   target day; the window is [anchor + earliest, anchor + latest]. Each session is planned from
+   its own anchor's actual date, never by shifting the whole course.
+2. The session goes on the first day at or after its target, inside its window, that is open
+   (when clinic opening days apply to it), whose next-morning sessions would also fall on an
+   open day (dosing), and where it does not overlap the participant's other sessions.
+3. It starts at its preferred local wall-clock time on that day, whatever the UTC offset is
+   (09:00 stays 09:00 across DST). A local time that does not exist (clocks go forward) moves
+   forward by the gap; one that happens twice (clocks go back) takes the first occurrence. Both
+   are written in the session's reason.
+4. Its end is its start plus its duration in elapsed time, computed in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache, lru_cache
+from zoneinfo import ZoneInfo
+
+from dateutil import tz
+
+from protocol.spec import THERAPY_KINDS, Kind, ProtocolSpec, SessionSpec
+
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MONDAY_TO_FRIDAY = frozenset(range(5))
+
+
+@dataclass(frozen=True, slots=True)
+class SiteCalendar:
+    """Where and when a site works: its IANA zone, open weekdays (Monday is 0), closure dates."""
+
+    timezone: str
+    open_weekdays: frozenset[int] = MONDAY_TO_FRIDAY
+    closures: frozenset[date] = frozenset()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.timezone)
+
+    def closed_because(self, day: date) -> str | None:
+        """Why the site is closed on ``day``, or None when it is open."""
+        if day in self.closures:
+            return "a closure date"
+        if day.weekday() not in self.open_weekdays:
+            return f"not an open day ({WEEKDAY_NAMES[day.weekday()].capitalize()})"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedSession:
+    key: str
+    template_key: str
+    occurrence: int
+    kind: Kind
+    title: str
+    start: datetime
+    end: datetime
+    target: date
+    window_start: date
+    window_end: date
+    anchor: str | None
+    overnight: bool
+    fixed: bool
+    reason: str
+
+    @property
+    def in_window(self) -> bool:
+        return self.window_start <= self.start.date() <= self.window_end
+
+
+@dataclass(frozen=True)
+class PlannedCourse:
+    protocol_slug: str
+    protocol_version: int
+    timezone: str
+    start_date: date
+    sessions: tuple[PlannedSession, ...]
+    _by_key: dict[str, PlannedSession] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        self._by_key.update((s.key, s) for s in self.sessions)
+
+    def session(self, key: str) -> PlannedSession:
+        return self._by_key[key]
+
+    def therapy_span_days(self) -> int:
+        days = [s.start.date() for s in self.sessions if s.kind in THERAPY_KINDS]
+        return (max(days) - min(days)).days if days else 0
+
+
+class PlanningError(ValueError):
+    """A course that cannot be planned; the message names the session, its window and why."""
+
+    def __init__(self, message: str, *, session: str | None = None) -> None:
+        super().__init__(message)
+        self.session = session
+
+
+def plan_course(
+    spec: ProtocolSpec,
+    start: date,
+    calendar: SiteCalendar,
+    fixed: Mapping[str, datetime] | None = None,
+) -> PlannedCourse:
+    """Plan every session of ``spec`` for a course starting on ``start``.
+
+    ``fixed`` maps session keys (``phone-1.3`` for an occurrence) to aware start times that staff
+    have already set; those are kept as they are (flagged if outside their window), and sessions
+    anchored on them are planned from them.
+    """
+    fixed = fixed or {}
+    unknown = sorted(
+        set(fixed) - {s.occurrence_key(i + 1) for s in spec.sessions for i in range(s.repeat_count)}
+    )
+    if unknown:
+        raise PlanningError(f"fixed sessions not in the protocol: {', '.join(unknown)}")
+    zone = calendar.zone
+    planner = _Planner(spec, calendar, zone, fixed)
+    anchor_days: dict[str, date] = {}
+    for template in spec.placement_order():
+        anchor_day = (
+            start if template.timing.anchor is None else anchor_days[template.timing.anchor]
+        )
+        for occurrence in range(1, template.repeat_count + 1):
+            placed = planner.place(template, occurrence, anchor_day)
+            if occurrence == 1:
+                anchor_days[template.key] = placed.start.date()
+    sessions = tuple(sorted(planner.placed, key=lambda s: (s.start, s.key)))
+    course = PlannedCourse(spec.slug, spec.version, calendar.timezone, start, sessions)
+    span = course.therapy_span_days()
+    if span > spec.span_max_weeks * 7:
+        raise PlanningError(
+            f"the therapy sessions would span {span / 7:.1f} weeks ({span} days), more than the "
+            f"protocol's maximum of {spec.span_max_weeks} weeks"
+        )
+    return course
+
+
+class _Planner:
+    """State for one course: what is placed so far and when the participant is busy."""
+
+    def __init__(
+        self,
+        spec: ProtocolSpec,
+        calendar: SiteCalendar,
+        zone: ZoneInfo,
+        fixed: Mapping[str, datetime],
+    ) -> None:
+        self.spec = spec
+        self.calendar = calendar
+        self.zone = zone
+        self.fixed = fixed
+        self.placed: list[PlannedSession] = []
+        # busy intervals in UTC, indexed by every local date they touch, for overlap checks
+        self.busy: dict[date, list[tuple[datetime, datetime, str]]] = {}
+        self.morning_after = _morning_dependents(spec)
+
+    def place(self, template: SessionSpec, occurrence: int, anchor_day: date) -> PlannedSession:
+        timing = template.timing
+        shift = (occurrence - 1) * template.repeat_interval_days
+        target = anchor_day + timedelta(days=timing.target_days + shift)
+        window_start = anchor_day + timedelta(days=timing.earliest_days + shift)
+        window_end = anchor_day + timedelta(days=timing.latest_days + shift)
+        key = template.occurrence_key(occurrence)
+        anchor_text = timing.anchor or "course start"
+        origin = (
+            f"the morning after {timing.anchor}"
+            if timing.next_morning
+            else f"target {_day(target)} ({anchor_text} {timing.target_days + shift:+d} days)"
+        )
+        if key in self.fixed:
+            start = self.fixed[key].astimezone(self.zone)
+            where = "inside" if window_start <= start.date() <= window_end else "OUTSIDE"
+            reason = f"fixed by staff; {origin}; {where} its window"
+            return self._keep(
+                template, occurrence, key, start, target, window_start, window_end, reason
+            )
+        skipped: list[str] = []
+        day = target
+        while day <= window_end:
+            why_not = self._unsuitable(template, day)
+            if why_not is None:
+                start, note = local_start(day, template.start_time, self.zone)
+                end = _end(start, template, self.zone)
+                clash = self._clash(start, end)
+                if clash is None:
+                    reason = _reason(origin, day == target, skipped, note)
+                    return self._keep(
+                        template, occurrence, key, start, target, window_start, window_end, reason
+                    )
+                why_not = f"the participant has {clash} then"
+            skipped.append(f"{_day(day)}: {why_not}")
+            day += timedelta(days=1)
+        raise PlanningError(
+            f"{key} cannot be planned: its window {window_start.isoformat()} to "
+            f"{window_end.isoformat()} ({anchor_text} {timing.earliest_days + shift:+d} to "
+            f"{timing.latest_days + shift:+d} days) has no possible day ({'; '.join(skipped)})",
+            session=key,
+        )
+
+    def _unsuitable(self, template: SessionSpec, day: date) -> str | None:
+        if template.open_days_apply:
+            closed = self.calendar.closed_because(day)
+            if closed:
+                return f"site closed, {closed}"
+        next_day = day + timedelta(days=1)
+        for dependent in self.morning_after.get(template.key, ()):
+            closed = self.calendar.closed_because(next_day) if dependent.open_days_apply else None
+            if closed:
+                return f"{dependent.key} would fall on {_day(next_day)}, {closed}"
+        return None
+
+    def _clash(self, start: datetime, end: datetime) -> str | None:
+        for day in _local_days(start, end, self.zone):
+            for busy_start, busy_end, key in self.busy.get(day, ()):
+                if busy_start < end and start < busy_end:
+                    return key
+        return None
+
+    def _keep(
+        self,
+        template: SessionSpec,
+        occurrence: int,
+        key: str,
+        start: datetime,
+        target: date,
+        window_start: date,
+        window_end: date,
+        reason: str,
+    ) -> PlannedSession:
+        end = _end(start, template, self.zone)
+        session = PlannedSession(
+            key=key,
+            template_key=template.key,
+            occurrence=occurrence,
+            kind=template.kind,
+            title=template.title,
+            start=start,
+            end=end,
+            target=target,
+            window_start=window_start,
+            window_end=window_end,
+            anchor=template.timing.anchor,
+            overnight=template.overnight,
+            fixed=key in self.fixed,
+            reason=reason,
+        )
+        busy_end = end
+        if template.overnight:
+            # the participant stays at the site until the next morning: keep the evening free
+            midnight = datetime.combine(start.date() + timedelta(days=1), time(0), self.zone)
+            busy_end = max(end, midnight)
+        for day in _local_days(start, busy_end, self.zone):
+            self.busy.setdefault(day, []).append((start, busy_end, key))
+        self.placed.append(session)
+        return session
+
+
+def _morning_dependents(spec: ProtocolSpec) -> dict[str, tuple[SessionSpec, ...]]:
+    dependents: dict[str, list[SessionSpec]] = {}
+    for s in spec.sessions:
+        if s.timing.next_morning and s.timing.anchor is not None:
+            dependents.setdefault(s.timing.anchor, []).append(s)
+    return {key: tuple(value) for key, value in dependents.items()}
+
+
+def _end(start: datetime, template: SessionSpec, zone: ZoneInfo) -> datetime:
+    # Aware arithmetic within one zone is wall-clock arithmetic in Python; a session's length
+    # is elapsed time, so add it in UTC.
+    return (start.astimezone(UTC) + timedelta(minutes=template.duration_minutes)).astimezone(zone)
+
+
+def _local_days(start: datetime, end: datetime, zone: ZoneInfo) -> list[date]:
+    first = start.astimezone(zone).date()
+    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def local_start(day: date, at: time, zone: ZoneInfo) -> tuple[datetime, str | None]:
+    """The aware instant for local wall-clock ``at`` on ``day``, and a note when the wall-clock
+    time does not exist or happens twice there (zoneinfo alone would resolve both silently)."""
+    return _local_start(day, at, zone)
+
+
+@lru_cache(maxsize=65536)
+def _local_start(day: date, at: time, zone: ZoneInfo) -> tuple[datetime, str | None]:
+    moment = datetime.combine(day, at, zone)
+    if moment.utcoffset() == moment.replace(fold=1).utcoffset():
+        return moment, None
+    if not tz.datetime_exists(moment):
+        moved = tz.resolve_imaginary(moment)
+        return moved, (
+            f"{at:%H:%M} does not exist on {day.isoformat()} in {zone.key} (clocks go forward), "
+            f"so it starts at {moved:%H:%M}"
+        )
+    return moment.replace(fold=0), (
+        f"{at:%H:%M} happens twice on {day.isoformat()} in {zone.key} (clocks go back); "
+        f"the first, {moment.replace(fold=0):%H:%M %Z}, is used"
+    )
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _day(day: date) -> str:
+    return f"{WEEKDAY_NAMES[day.weekday()].capitalize()} {day.isoformat()}"
+
+
+def _reason(origin: str, on_target: bool, skipped: list[str], note: str | None) -> str:
+    parts = [origin]
+    if on_target:
+        parts.append("on target")
+    else:
+        parts.append("moved later: " + "; ".join(skipped))
+    if note:
+        parts.append(note)
+    return "; ".join(parts)
