@@ -118,6 +118,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise expects it to exist
 STATICFILES_DIRS: list[Path] = []
 
 LOGIN_URL = "admin:login"

@@ -3,9 +3,12 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
 from protocol import services
+from protocol.forms import ProtocolImportForm
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
 from protocol.selectors import protocol_document
 from protocol.spec import ProtocolInvalid
@@ -63,6 +66,42 @@ class ProtocolVersionAdmin(admin.ModelAdmin[ProtocolVersion]):
     inlines = [SessionTemplateInline]
     actions = ["export_json", "new_draft", "activate", "retire"]
     readonly_fields = ["status", "activated_at", "created_at"]
+    change_list_template = "admin/protocol/protocolversion/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        extra = [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="protocol_protocolversion_import",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            return HttpResponse(status=403)
+        form = ProtocolImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                version = services.protocol_import(
+                    document=form.cleaned_data["document"],
+                    as_new_version=form.cleaned_data["as_new_version"],
+                )
+            except services.ImportRefused as exc:
+                form.add_error("as_new_version", str(exc))
+            else:
+                self.message_user(request, f"Imported {version}.")
+                return HttpResponseRedirect(
+                    reverse("admin:protocol_protocolversion_change", args=[version.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "title": "Import a protocol",
+        }
+        return TemplateResponse(request, "admin/protocol/import.html", context)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is not None and not obj.is_editable:

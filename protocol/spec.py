@@ -232,12 +232,13 @@ def validate(spec: ProtocolSpec) -> list[str]:
         )
     if not any(s.timing.anchor is None for s in spec.sessions):
         problems.append("no session is anchored on the course start")
+    try:
+        _topological(spec.sessions)
+    except ProtocolInvalid as exc:  # cycles; unknown anchors are reported per session above
+        problems.extend(p for p in exc.problems if p not in problems)
     if problems:
         return problems
-    try:
-        offsets = target_offsets(spec)
-    except ProtocolInvalid as exc:
-        return exc.problems
+    offsets = target_offsets(spec)
     span = therapy_span_days(spec, offsets)
     if not spec.span_min_weeks * 7 <= span <= spec.span_max_weeks * 7:
         problems.append(
@@ -269,6 +270,8 @@ def _session_problems(spec: ProtocolSpec, s: SessionSpec) -> list[str]:
             f"[{t.earliest_days:+d}, {t.latest_days:+d}]"
         )
     anchor = _find(spec, t.anchor)
+    if t.anchor is not None and anchor is None:
+        problems.append(f"{s.key}: anchor '{t.anchor}' is not a session of this protocol")
     if anchor is not None and anchor.repeat_count > 1:
         problems.append(f"{s.key}: cannot anchor on '{anchor.key}', which repeats")
     if s.kind == Kind.DOSING and s.dose_plan is None:

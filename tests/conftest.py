@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,8 +14,9 @@ from protocol.spec import ProtocolSpec, parse_document
 SHIPPED = Path(__file__).resolve().parent.parent / "protocol" / "shipped"
 
 
-def shipped_document(slug: str) -> dict:
-    return json.loads((SHIPPED / f"{slug}.json").read_text())
+def shipped_document(slug: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((SHIPPED / f"{slug}.json").read_text())
+    return document
 
 
 @pytest.fixture(scope="session")
