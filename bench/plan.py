@@ -22,7 +22,13 @@ sys.path.insert(0, str(ROOT))
 from protocol.spec import parse_document  # noqa: E402
 from scheduling import planning  # noqa: E402
 
-ZONES = ["America/New_York", "Europe/London", "Asia/Jerusalem", "Australia/Sydney", "America/Denver"]
+ZONES = [
+    "America/New_York",
+    "Europe/London",
+    "Asia/Jerusalem",
+    "Australia/Sydney",
+    "America/Denver",
+]
 
 
 def start_dates(rng: random.Random, count: int) -> list[date]:
