@@ -137,7 +137,7 @@ def plan_course(
             placed = planner.place(template, occurrence, anchor_day)
             if occurrence == 1:
                 anchor_days[template.key] = placed.start.date()
-    sessions = tuple(sorted(planner.placed, key=lambda s: (s.start, s.key)))
+    sessions = tuple(sorted(planner.placed, key=lambda s: (s.start.astimezone(UTC), s.key)))
     course = PlannedCourse(spec.slug, spec.version, calendar.timezone, start, sessions)
     span = course.therapy_span_days()
     if span > spec.span_max_weeks * 7:
@@ -163,7 +163,7 @@ class _Planner:
         self.zone = zone
         self.fixed = fixed
         self.placed: list[PlannedSession] = []
-        # busy intervals in UTC, indexed by every local date they touch, for overlap checks
+        # when the participant is taken (UTC), indexed by every local date touched, for overlaps
         self.busy: dict[date, list[tuple[datetime, datetime, str]]] = {}
         self.morning_after = _morning_dependents(spec)
 
@@ -193,8 +193,7 @@ class _Planner:
             why_not = self._unsuitable(template, day)
             if why_not is None:
                 start, note = local_start(day, template.start_time, self.zone)
-                end = _end(start, template, self.zone)
-                clash = self._clash(start, end)
+                clash = self._clash(*self._occupied(template, start))
                 if clash is None:
                     reason = _reason(origin, day == target, skipped, note)
                     return self._keep(
@@ -222,10 +221,21 @@ class _Planner:
                 return f"{dependent.key} would fall on {_day(next_day)}, {closed}"
         return None
 
-    def _clash(self, start: datetime, end: datetime) -> str | None:
-        for day in _local_days(start, end, self.zone):
-            for busy_start, busy_end, key in self.busy.get(day, ()):
-                if busy_start < end and start < busy_end:
+    def _occupied(self, template: SessionSpec, start: datetime) -> tuple[datetime, datetime]:
+        """When the participant is taken by this session, in UTC: aware datetimes that share a
+        zone compare by wall clock (ignoring fold), which is wrong in a repeated hour."""
+        begin = start.astimezone(UTC)
+        until = begin + timedelta(minutes=template.duration_minutes)
+        if template.overnight:
+            # the participant stays at the site until the next morning: keep the evening free
+            midnight = datetime.combine(start.date() + timedelta(days=1), time(0), self.zone)
+            until = max(until, midnight.astimezone(UTC))
+        return begin, until
+
+    def _clash(self, begin: datetime, until: datetime) -> str | None:
+        for day in _local_days(begin, until, self.zone):
+            for busy_begin, busy_until, key in self.busy.get(day, ()):
+                if busy_begin < until and begin < busy_until:
                     return key
         return None
 
@@ -257,13 +267,9 @@ class _Planner:
             fixed=key in self.fixed,
             reason=reason,
         )
-        busy_end = end
-        if template.overnight:
-            # the participant stays at the site until the next morning: keep the evening free
-            midnight = datetime.combine(start.date() + timedelta(days=1), time(0), self.zone)
-            busy_end = max(end, midnight)
-        for day in _local_days(start, busy_end, self.zone):
-            self.busy.setdefault(day, []).append((start, busy_end, key))
+        begin, until = self._occupied(template, start)
+        for day in _local_days(begin, until, self.zone):
+            self.busy.setdefault(day, []).append((begin, until, key))
         self.placed.append(session)
         return session
 
