@@ -12,6 +12,8 @@ from django.core.management.base import BaseCommand, CommandParser
 class OneLineErrorCommand(BaseCommand):
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
+        if not parser.called_from_command_line:
+            return parser  # call_command keeps Django's CommandError("Error: ...")
         name = f"{prog_name.rsplit('/', 1)[-1]} {subcommand}"
 
         def error(message: str) -> NoReturn:

@@ -73,9 +73,8 @@ def protocol_document(version: ProtocolVersion) -> dict[str, Any]:
 
 def _session_spec(t: SessionTemplate) -> s.SessionSpec:
     anchor = t.anchor_key or None
-    if t.next_morning:
-        assert anchor is not None
-        timing = s.Timing.morning_after(anchor)
+    if t.next_morning:  # an empty anchor is reported by validation, not assumed away
+        timing = s.Timing(anchor, 1, 1, 1, next_morning=True)
     else:
         timing = s.Timing(anchor, t.target_days, t.earliest_days, t.latest_days)
     return s.SessionSpec(

@@ -122,9 +122,9 @@ def protocol_version_activate(*, version: ProtocolVersion) -> ProtocolVersion:
     )
     if version.status != s.Status.DRAFT:
         raise ImportRefused(f"{version} is not a draft; only drafts can be activated")
-    problems = s.validate(protocol_spec(version))
-    if problems:
-        raise s.ProtocolInvalid(problems)
+    # The same checks as an import (document shape, then rules), so an active version always
+    # exports a document that imports again.
+    s.parse_document(s.to_document(protocol_spec(version)))
     for previous in ProtocolVersion.objects.select_for_update().filter(
         protocol_id=version.protocol_id, status=s.Status.ACTIVE
     ):

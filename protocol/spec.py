@@ -253,7 +253,9 @@ def _session_problems(spec: ProtocolSpec, s: SessionSpec) -> list[str]:
     t = s.timing
     if t.anchor == s.key:
         problems.append(f"{s.key}: anchored on itself")
-    if t.next_morning:
+    if t.next_morning and t.anchor is None:
+        problems.append(f"{s.key}: 'next morning' needs an anchor session with an overnight stay")
+    elif t.next_morning:
         anchor = _find(spec, t.anchor)
         if anchor is not None and not anchor.overnight:
             problems.append(
@@ -331,7 +333,7 @@ def parse_document(document: Any) -> ProtocolSpec:
         _document_validator().iter_errors(document), key=lambda e: list(map(str, e.path))
     )
     if errors:
-        raise ProtocolInvalid([_schema_message(error) for error in errors])
+        raise ProtocolInvalid([message for error in errors for message in _schema_messages(error)])
     spec = ProtocolSpec(
         slug=document["slug"],
         name=document["name"],
@@ -350,13 +352,21 @@ def parse_document(document: Any) -> ProtocolSpec:
     return spec
 
 
-def _schema_message(error: jsonschema.ValidationError) -> str:
-    where = "/".join(str(part) for part in error.absolute_path) or "document"
+def _schema_messages(error: jsonschema.ValidationError) -> list[str]:
     if error.validator == "oneOf" and error.context:
-        # report the closest alternative instead of "is not valid under any of the schemas"
-        best = jsonschema.exceptions.best_match(error.context)
-        return f"{where}: {best.message}"
-    return f"{where}: {error.message}"
+        # "is not valid under any of the given schemas" helps nobody: report the errors of the
+        # alternative the value was closest to, i.e. the one whose shape matched (fewest errors
+        # about the value as a whole, such as its type or unexpected fields).
+        branches: dict[object, list[jsonschema.ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.schema_path[0], []).append(sub)
+        closest = min(
+            branches.values(),
+            key=lambda errs: (sum(1 for e in errs if not e.relative_path), len(errs)),
+        )
+        return [message for sub in closest for message in _schema_messages(sub)]
+    where = "/".join(str(part) for part in error.absolute_path) or "document"
+    return [f"{where}: {error.message}"]
 
 
 def _parse_session(data: dict[str, Any]) -> SessionSpec:

@@ -1,0 +1,126 @@
+"""Settings come from the environment and stop the process on mistakes. Each case starts a
+fresh Python process with a minimal, controlled environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+REPORT = """
+import json, django
+django.setup()
+from django.conf import settings
+db = settings.DATABASES["default"]
+print(json.dumps({
+    "engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST"),
+    "debug": settings.DEBUG, "time_zone": settings.TIME_ZONE, "use_tz": settings.USE_TZ,
+    "broker": settings.CELERY_BROKER_URL,
+}))
+"""
+
+
+def start_django(**variables: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(Path.home()),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        **variables,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", REPORT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def settings_of(**variables: str) -> dict[str, object]:
+    done = start_django(**variables)
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stdout)
+    return report
+
+
+def failure_of(**variables: str) -> str:
+    done = start_django(**variables)
+    assert done.returncode != 0, done.stdout
+    assert "ImproperlyConfigured" in done.stderr
+    return done.stderr
+
+
+def test_debug_without_database_url_uses_sqlite() -> None:
+    report = settings_of(DEBUG="1")
+    assert report["engine"] == "django.db.backends.sqlite3"
+    assert str(report["name"]).startswith(str(ROOT / "var"))
+    assert report["debug"] is True
+    assert report["use_tz"] is True
+    assert report["time_zone"] == "UTC"
+    assert report["broker"] == "redis://127.0.0.1:6379/0"
+
+
+def test_postgres_database_url() -> None:
+    report = settings_of(
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/test",
+        SECRET_KEY="not-a-secret",
+        REDIS_URL="redis://127.0.0.1:6379/15",
+    )
+    assert report["engine"] == "django.db.backends.postgresql"
+    assert (report["name"], report["host"]) == ("test", "127.0.0.1")
+    assert report["debug"] is False
+    assert report["time_zone"] == "UTC"
+    assert report["use_tz"] is True
+    assert report["broker"] == "redis://127.0.0.1:6379/15"
+
+
+def test_misspelled_variable_is_an_error() -> None:
+    stderr = failure_of(DEBUG="1", DATABSE_URL="postgres://postgres@127.0.0.1:5432/test")
+    assert "DATABSE_URL" in stderr
+    assert "did you mean DATABASE_URL" in stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
+        ({"DEBUG": "0"}, "SECRET_KEY is required"),
+        ({"DEBUG": "1", "DATABASE_URL": "mysql://root@127.0.0.1/app"}, "DATABASE_URL"),
+        ({"DEBUG": "1", "REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"DEBUG": "1", "USE_TZ": "false"}, "USE_TZ"),
+    ],
+    ids=["debug-maybe", "no-secret-key", "mysql", "redis-http", "use-tz-off"],
+)
+def test_invalid_settings_stop_the_process(variables: dict[str, str], expected: str) -> None:
+    stderr = failure_of(**variables)
+    assert expected in stderr
+
+
+def test_secret_key_is_not_required_in_debug() -> None:
+    assert settings_of(DEBUG="yes")["debug"] is True
+
+
+@pytest.mark.django_db
+def test_landing_and_health_check(client: Client) -> None:
+    landing = client.get("/")
+    assert landing.status_code == 200
+    assert b"Log in" in landing.content
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_landing_lists_protocols_for_staff(admin_client: Client) -> None:
+    landing = admin_client.get("/")
+    assert landing.status_code == 200
+    assert b"mapp-ptsd" in landing.content
+    assert b"mdma-cbct-couples" in landing.content
