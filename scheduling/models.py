@@ -1,20 +1,340 @@
-"""Courses and their sessions. (Sites, rooms, staff, participants and bookings come with
-enrolment.)"""
+"""Sites and their resources, participants, courses, scheduled sessions, bookings and
+deviations. Nothing clinical is hard-deleted (PROTECT everywhere, cancellation is a status), and
+every change is kept with who, when and why (django-simple-history)."""
 
+from __future__ import annotations
+
+import calendar
+import uuid
+from zoneinfo import available_timezones
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import F, Q
+from simple_history.models import HistoricalRecords
 
 from protocol.models import ProtocolVersion
+
+WEEKDAYS = list(enumerate(calendar.day_name))
+
+
+def validate_timezone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError(f"'{value}' is not an IANA time zone such as America/New_York")
+
+
+class Site(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=50, unique=True)
+    timezone = models.CharField(max_length=64, validators=[validate_timezone])
+    country = models.CharField(
+        max_length=2, blank=True, help_text="ISO country code whose public holidays close the site"
+    )
+    subdivision = models.CharField(max_length=10, blank=True, help_text="e.g. NY, or blank")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OpeningHours(models.Model):
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="hours")
+    weekday = models.PositiveSmallIntegerField(choices=WEEKDAYS)
+    opens = models.TimeField()
+    closes = models.TimeField()
+
+    class Meta:
+        ordering = ["site", "weekday"]
+        verbose_name_plural = "opening hours"
+        constraints = [
+            models.UniqueConstraint(fields=["site", "weekday"], name="opening_hours_one_per_day"),
+            models.CheckConstraint(condition=Q(opens__lt=F("closes")), name="opening_hours_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens:%H:%M}-{self.closes:%H:%M}"
+
+
+class SiteClosure(models.Model):
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="closures")
+    date = models.DateField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["site", "date"]
+        constraints = [models.UniqueConstraint(fields=["site", "date"], name="closure_once")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.reason}"
+
+
+class Room(models.Model):
+    class Kind(models.TextChoices):
+        THERAPY = "therapy", "therapy room"
+        DOSING = "dosing", "dosing room (serves an overnight stay)"
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="rooms")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    overnight_places = models.PositiveSmallIntegerField(
+        default=0, help_text="Beds for an overnight stay (dosing rooms; 2 for couples)."
+    )
+    active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["site", "kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["site", "name"], name="room_name_per_site")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StaffProfile(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin"
+        COORDINATOR = "coordinator"
+        THERAPIST = "therapist"
+        ASSESSOR = "assessor", "remote assessor"
+        NIGHT_ATTENDANT = "night_attendant", "night attendant"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_profile"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices)
+    sites = models.ManyToManyField(Site, related_name="staff")
+    history = HistoricalRecords(m2m_fields=[sites])
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"
+
+
+class Dyad(models.Model):
+    """Two co-therapists who see a participant through the whole course."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="dyads")
+    name = models.CharField(max_length=100)
+    therapist_a = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    therapist_b = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["site", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(therapist_a=F("therapist_b")), name="dyad_two_people"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def therapist_ids(self) -> tuple[int, int]:
+        return (self.therapist_a_id, self.therapist_b_id)
+
+
+class Unavailability(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="unavailability"
+    )
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name_plural = "unavailability"
+        constraints = [
+            models.CheckConstraint(condition=Q(start__lt=F("end")), name="unavailability_order")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.start:%Y-%m-%d %H:%M}-{self.end:%Y-%m-%d %H:%M}"
+
+
+class Participant(models.Model):
+    class Status(models.TextChoices):
+        SCREENING = "screening"
+        ENROLLED = "enrolled"
+        IN_TREATMENT = "in_treatment", "in treatment"
+        COMPLETED = "completed"
+        WITHDRAWN = "withdrawn"
+
+    class Channel(models.TextChoices):
+        NONE = "none"
+        EMAIL = "email"
+        SMS = "sms"
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="participants")
+    code = models.CharField(max_length=30, help_text="Study code; no names are needed.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SCREENING)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=30, blank=True)
+    preferred_channel = models.CharField(
+        max_length=10, choices=Channel.choices, default=Channel.NONE
+    )
+    arm_code = models.CharField(max_length=50, blank=True, help_text="Opaque arm/blinding code.")
+    partner = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["site", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "code"], name="participant_code_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return self.code
 
 
 class Course(models.Model):
     """A participant's course: planned with, and kept on, one protocol version. PROTECT: a
-    version that a course uses can never disappear."""
+    version that a course uses can never disappear. A couple's course has a partner."""
 
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        COMPLETED = "completed"
+        WITHDRAWN = "withdrawn"
+
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="courses")
+    partner = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="partner_courses", null=True, blank=True
+    )
     protocol_version = models.ForeignKey(
         ProtocolVersion, on_delete=models.PROTECT, related_name="courses"
     )
+    dyad = models.ForeignKey(Dyad, on_delete=models.PROTECT, related_name="courses", null=True)
     start_date = models.DateField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
 
     def __str__(self) -> str:
         return f"course {self.pk} on {self.protocol_version}"
+
+
+class ScheduledSession(models.Model):
+    class Status(models.TextChoices):
+        PLANNED = "planned"
+        CONFIRMED = "confirmed"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+        MISSED = "missed"
+
+    course = models.ForeignKey(Course, on_delete=models.PROTECT, related_name="sessions")
+    key = models.CharField(max_length=60)
+    template_key = models.CharField(max_length=50)
+    anchor_key = models.CharField(max_length=50, blank=True)
+    kind = models.CharField(max_length=20)
+    title = models.CharField(max_length=200)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    window_start = models.DateField()
+    window_end = models.DateField()
+    overnight = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLANNED)
+    room = models.ForeignKey(Room, on_delete=models.PROTECT, null=True, blank=True)
+    plan_reason = models.TextField(blank=True, help_text="Why the planner chose this date.")
+    #: calendar identity: never regenerated; SEQUENCE goes up on every change
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    sequence = models.PositiveIntegerField(default=0)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["start", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["course", "key"], name="session_key_per_course"),
+            models.CheckConstraint(condition=Q(start__lt=F("end")), name="session_order"),
+        ]
+        indexes = [models.Index(fields=["start"], name="session_start")]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.start:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (self.Status.PLANNED, self.Status.CONFIRMED)
+
+
+class RoomBooking(models.Model):
+    """A room held by a session. On PostgreSQL an exclusion constraint makes two active
+    bookings of one room that overlap in time impossible (see migration 0002)."""
+
+    session = models.ForeignKey(ScheduledSession, on_delete=models.PROTECT, related_name="rooms")
+    room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="bookings")
+    begin = models.DateTimeField()
+    until = models.DateTimeField()
+    active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(begin__lt=F("until")), name="room_booking_order")
+        ]
+        # snapshot reads at enrolment: the active bookings of a site's rooms in a period
+        indexes = [models.Index(fields=["room", "begin"], name="room_booking_room_begin")]
+
+    def __str__(self) -> str:
+        return f"{self.room} {self.begin:%Y-%m-%d %H:%M}-{self.until:%Y-%m-%d %H:%M}"
+
+
+class StaffBooking(models.Model):
+    """A person held by a session; the same exclusion constraint per person."""
+
+    session = models.ForeignKey(ScheduledSession, on_delete=models.PROTECT, related_name="staff")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bookings"
+    )
+    begin = models.DateTimeField()
+    until = models.DateTimeField()
+    active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(begin__lt=F("until")), name="staff_booking_order")
+        ]
+        indexes = [models.Index(fields=["user", "begin"], name="staff_booking_user_begin")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.begin:%Y-%m-%d %H:%M}-{self.until:%Y-%m-%d %H:%M}"
+
+
+class Deviation(models.Model):
+    """A recorded departure from the protocol, with who, when and why."""
+
+    class Kind(models.TextChoices):
+        OUTSIDE_WINDOW = "outside_window", "session outside its window"
+        CANCELLED = "cancelled", "session cancelled"
+        MISSED = "missed", "session missed"
+
+    session = models.ForeignKey(
+        ScheduledSession, on_delete=models.PROTECT, related_name="deviations"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    reason = models.TextField()
+    detail = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.session}"

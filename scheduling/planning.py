@@ -17,6 +17,11 @@ Rules, in the order they are applied to each session (anchors before dependents)
    forward by the gap; one that happens twice (clocks go back) takes the first occurrence. Both
    are written in the session's reason.
 4. Its end is its start plus its duration in elapsed time, computed in UTC.
+5. With ``resources`` (enrolment), the session must also get what it needs — a free room of
+   the right kind (a dosing room from the start of dosing until the next-morning session ends),
+   the dyad, one of its therapists or a remote assessor. When the preferred time is taken, it
+   goes to the nearest free time inside the site's opening hours that day, then to later days
+   inside its window; the error names the missing resource.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from zoneinfo import ZoneInfo
 from dateutil import tz
 
 from protocol.spec import THERAPY_KINDS, Kind, ProtocolSpec, SessionSpec
+from scheduling.resources import NO_BOOKING, Booking, Resources
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MONDAY_TO_FRIDAY = frozenset(range(5))
@@ -42,10 +48,18 @@ class SiteCalendar:
     timezone: str
     open_weekdays: frozenset[int] = MONDAY_TO_FRIDAY
     closures: frozenset[date] = frozenset()
+    #: opening hours as (weekday, opens, closes); a weekday without an entry has no hours set
+    hours: tuple[tuple[int, time, time], ...] = ()
 
     @property
     def zone(self) -> ZoneInfo:
         return _zone(self.timezone)
+
+    def hours_on(self, day: date) -> tuple[time, time] | None:
+        for weekday, opens, closes in self.hours:
+            if weekday == day.weekday():
+                return opens, closes
+        return None
 
     def closed_because(self, day: date) -> str | None:
         """Why the site is closed on ``day``, or None when it is open."""
@@ -72,6 +86,10 @@ class PlannedSession:
     overnight: bool
     fixed: bool
     reason: str
+    room: int | None = None
+    #: a dosing room stays held until the next-morning session ends
+    room_until: datetime | None = None
+    staff: tuple[int, ...] = ()
 
     @property
     def in_window(self) -> bool:
@@ -108,17 +126,28 @@ class PlanningError(ValueError):
         self.session = session
 
 
+class ResourceTaken(PlanningError):
+    """A session fixed at a time when a room or a person it needs is already taken."""
+
+
 def plan_course(
     spec: ProtocolSpec,
     start: date,
     calendar: SiteCalendar,
     fixed: Mapping[str, datetime] | None = None,
+    resources: Resources | None = None,
+    held: Mapping[str, Booking] | None = None,
 ) -> PlannedCourse:
     """Plan every session of ``spec`` for a course starting on ``start``.
 
     ``fixed`` maps session keys (``phone-1.3`` for an occurrence) to aware start times that staff
     have already set; those are kept as they are (flagged if outside their window), and sessions
     anchored on them are planned from them.
+
+    ``resources`` (rooms, the dyad, assessors and their existing bookings) makes the planner book
+    as it plans: each session gets a room and staff, and times move to where they are free.
+    The planner adds its own bookings to ``resources.own`` as it goes. ``held`` gives fixed
+    sessions whose existing booking is kept as it is (rescheduling leaves them untouched).
     """
     fixed = fixed or {}
     unknown = sorted(
@@ -127,7 +156,7 @@ def plan_course(
     if unknown:
         raise PlanningError(f"fixed sessions not in the protocol: {', '.join(unknown)}")
     zone = calendar.zone
-    planner = _Planner(spec, calendar, zone, fixed)
+    planner = _Planner(spec, calendar, zone, fixed, resources, held or {})
     anchor_days: dict[str, date] = {}
     for template in spec.placement_order():
         anchor_day = (
@@ -157,8 +186,13 @@ class _Planner:
         calendar: SiteCalendar,
         zone: ZoneInfo,
         fixed: Mapping[str, datetime],
+        resources: Resources | None,
+        held: Mapping[str, Booking],
     ) -> None:
+        self.held = held
         self.spec = spec
+        self.resources = resources
+        self.rooms_by_key: dict[str, int | None] = {}
         self.calendar = calendar
         self.zone = zone
         self.fixed = fixed
@@ -180,26 +214,32 @@ class _Planner:
             if timing.next_morning
             else f"target {_day(target)} ({anchor_text} {timing.target_days + shift:+d} days)"
         )
+        window = (target, window_start, window_end)
         if key in self.fixed:
             start = self.fixed[key].astimezone(self.zone)
             where = "inside" if window_start <= start.date() <= window_end else "OUTSIDE"
             reason = f"fixed by staff; {origin}; {where} its window"
-            return self._keep(
-                template, occurrence, key, start, target, window_start, window_end, reason
+            booking, missing = (
+                (self.held[key], "") if key in self.held else self._book(template, start)
             )
+            if booking is None:
+                raise ResourceTaken(
+                    f"{key} cannot be booked at {start:%a %Y-%m-%d %H:%M %Z}: {missing}",
+                    session=key,
+                )
+            return self._keep(template, occurrence, key, start, window, reason, booking)
         skipped: list[str] = []
         day = target
         while day <= window_end:
             why_not = self._unsuitable(template, day)
             if why_not is None:
-                start, note = local_start(day, template.start_time, self.zone)
-                clash = self._clash(*self._occupied(template, start))
-                if clash is None:
+                found, why_not = self._find_time(template, day)
+                if found is not None:
+                    start, note, booking = found
+                    if start.time() != template.start_time and note is None:
+                        note = f"{template.start_time:%H:%M} was taken; nearest free time"
                     reason = _reason(origin, day == target, skipped, note)
-                    return self._keep(
-                        template, occurrence, key, start, target, window_start, window_end, reason
-                    )
-                why_not = f"the participant has {clash} then"
+                    return self._keep(template, occurrence, key, start, window, reason, booking)
             skipped.append(f"{_day(day)}: {why_not}")
             day += timedelta(days=1)
         raise PlanningError(
@@ -220,6 +260,60 @@ class _Planner:
             if closed:
                 return f"{dependent.key} would fall on {_day(next_day)}, {closed}"
         return None
+
+    def _find_time(
+        self, template: SessionSpec, day: date
+    ) -> tuple[tuple[datetime, str | None, Booking] | None, str]:
+        """The first candidate time on ``day`` (preferred first, then nearest within opening
+        hours) where the participant and every needed resource are free."""
+        problem = ""
+        for start, note in self._candidates(template, day):
+            begin, until = self._occupied(template, start)
+            clash = self._clash(begin, until)
+            if clash is not None:
+                problem = problem or f"the participant has {clash} then"
+                continue
+            booking, missing = self._book(template, start)
+            if booking is not None:
+                return (start, note, booking), ""
+            problem = problem or missing
+        return None, problem or "no time inside the opening hours"
+
+    def _candidates(self, template: SessionSpec, day: date) -> list[tuple[datetime, str | None]]:
+        preferred = local_start(day, template.start_time, self.zone)
+        hours = self.calendar.hours_on(day) if template.open_days_apply else None
+        if self.resources is None or hours is None:
+            return [preferred]
+        opens, closes = (t.hour * 60 + t.minute for t in hours)
+        wanted = template.start_time.hour * 60 + template.start_time.minute
+        latest = closes - template.duration_minutes
+        minutes = sorted(range(opens, latest + 1, 15), key=lambda m: (abs(m - wanted), m))
+        if opens <= wanted <= latest:
+            minutes = [wanted, *(m for m in minutes if m != wanted)]
+        return [local_start(day, time(m // 60, m % 60), self.zone) for m in minutes]
+
+    def _book(self, template: SessionSpec, start: datetime) -> tuple[Booking | None, str]:
+        if self.resources is None:
+            return NO_BOOKING, ""
+        begin = start.astimezone(UTC)
+        until = begin + timedelta(minutes=template.duration_minutes)
+        room_until = until
+        next_day = start.date() + timedelta(days=1)
+        for dependent in self.morning_after.get(template.key, ()):
+            # the dosing room is held, and the dyad needed, through the next-morning session
+            morning, _ = local_start(next_day, dependent.start_time, self.zone)
+            morning_begin = morning.astimezone(UTC)
+            morning_until = morning_begin + timedelta(minutes=dependent.duration_minutes)
+            room_until = max(room_until, morning_until)
+            staff, missing = self.resources.staff_for(
+                dependent.staffing, morning_begin, morning_until
+            )
+            if staff is None:
+                return None, f"next morning: {missing}"
+        inherited = None
+        if template.timing.next_morning and template.timing.anchor is not None:
+            inherited = self.rooms_by_key.get(template.timing.anchor)
+        return self.resources.book(template, begin, until, room_until, inherited)
 
     def _occupied(self, template: SessionSpec, start: datetime) -> tuple[datetime, datetime]:
         """When the participant is taken by this session, in UTC: aware datetimes that share a
@@ -245,11 +339,11 @@ class _Planner:
         occurrence: int,
         key: str,
         start: datetime,
-        target: date,
-        window_start: date,
-        window_end: date,
+        window: tuple[date, date, date],
         reason: str,
+        booking: Booking,
     ) -> PlannedSession:
+        target, window_start, window_end = window
         end = _end(start, template, self.zone)
         session = PlannedSession(
             key=key,
@@ -266,7 +360,13 @@ class _Planner:
             overnight=template.overnight,
             fixed=key in self.fixed,
             reason=reason,
+            room=booking.room,
+            room_until=booking.room_until,
+            staff=booking.staff,
         )
+        if self.resources is not None:
+            self.resources.hold(booking, start.astimezone(UTC), end.astimezone(UTC))
+        self.rooms_by_key.setdefault(template.key, booking.room)
         begin, until = self._occupied(template, start)
         for day in _local_days(begin, until, self.zone):
             self.busy.setdefault(day, []).append((begin, until, key))

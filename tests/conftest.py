@@ -27,3 +27,80 @@ def mapp_spec() -> ProtocolSpec:
 @pytest.fixture(scope="session")
 def couples_spec() -> ProtocolSpec:
     return parse_document(shipped_document("mdma-cbct-couples"))
+
+
+# --- personas and sites --------------------------------------------------------------------
+# A coordinator and a therapist at site A; a coordinator at site B who must see nothing of A.
+
+
+def make_staff(username: str, role: str, *sites: Any) -> Any:
+    from django.contrib.auth.models import User
+
+    from scheduling.models import StaffProfile
+
+    user = User.objects.create_user(username, password="test-password-1234")
+    profile = StaffProfile.objects.create(user=user, role=role)
+    profile.sites.set(sites)
+    return user
+
+
+def make_site(
+    slug: str,
+    timezone: str = "America/New_York",
+    *,
+    dosing_rooms: int = 2,
+    therapy_rooms: int = 3,
+    dyads: int = 2,
+    assessors: int = 2,
+    couples_room: bool = False,
+) -> Any:
+    """A site open Monday-Friday 08:00-18:00 with rooms, dyads and remote assessors."""
+    from datetime import time
+
+    from scheduling.models import Dyad, OpeningHours, Room, Site
+
+    site = Site.objects.create(name=f"Site {slug}", slug=slug, timezone=timezone)
+    OpeningHours.objects.bulk_create(
+        OpeningHours(site=site, weekday=day, opens=time(8), closes=time(18)) for day in range(5)
+    )
+    for n in range(1, dosing_rooms + 1):
+        places = 2 if couples_room and n == 1 else 1
+        Room.objects.create(
+            site=site, name=f"{slug} dosing {n}", kind="dosing", overnight_places=places
+        )
+    for n in range(1, therapy_rooms + 1):
+        Room.objects.create(site=site, name=f"{slug} therapy {n}", kind="therapy")
+    for n in range(1, dyads + 1):
+        a = make_staff(f"{slug}-t{n}a", "therapist", site)
+        b = make_staff(f"{slug}-t{n}b", "therapist", site)
+        Dyad.objects.create(site=site, name=f"{slug} dyad {n}", therapist_a=a, therapist_b=b)
+    for n in range(1, assessors + 1):
+        make_staff(f"{slug}-assessor{n}", "assessor", site)
+    return site
+
+
+@pytest.fixture
+def site_a(db: Any) -> Any:
+    return make_site("a")
+
+
+@pytest.fixture
+def site_b(db: Any) -> Any:
+    return make_site("b", "Europe/London")
+
+
+@pytest.fixture
+def coordinator_a(site_a: Any) -> Any:
+    return make_staff("coordinator-a", "coordinator", site_a)
+
+
+@pytest.fixture
+def therapist_a(site_a: Any) -> Any:
+    from scheduling.models import Dyad
+
+    return Dyad.objects.filter(site=site_a).first().therapist_a  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def coordinator_b(site_b: Any) -> Any:
+    return make_staff("coordinator-b", "coordinator", site_b)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db.models import ProtectedError
 
 from protocol import services
@@ -24,7 +25,8 @@ from protocol.services import (
     shipped_protocols_load,
 )
 from protocol.spec import ProtocolInvalid
-from scheduling.models import Course
+from scheduling.models import Course, Participant, Site
+from scheduling.services import participant_enrol
 from tests.conftest import shipped_document
 
 pytestmark = pytest.mark.django_db
@@ -271,9 +273,16 @@ def test_activation_of_next_morning_without_anchor_is_a_protocol_problem() -> No
         protocol_version_activate(version=v2)
 
 
-def test_courses_keep_their_version() -> None:
+def test_courses_keep_their_version(site_a: Site, coordinator_a: User) -> None:
     v1 = mapp_v1()
-    course = Course.objects.create(protocol_version=v1, start_date=date(2027, 3, 1))
+    course = participant_enrol(
+        site=site_a,
+        code="P-001",
+        protocol_slug="mapp-ptsd",
+        start_date=date(2027, 3, 1),
+        by=coordinator_a,
+    )
+    planned = list(course.sessions.values_list("key", "start"))
     v1_sessions = session_rows(v1)
 
     v2 = protocol_version_new_draft(version=v1)
@@ -287,6 +296,7 @@ def test_courses_keep_their_version() -> None:
     assert course.protocol_version.status == "retired"
     assert session_rows(course.protocol_version) == v1_sessions
     assert protocol_spec(course.protocol_version).session("prep-2").timing.target_days == 7
+    assert list(course.sessions.values_list("key", "start")) == planned
 
     with pytest.raises(ProtocolLocked):
         course.protocol_version.delete()
@@ -295,9 +305,10 @@ def test_courses_keep_their_version() -> None:
     assert session_rows(mapp_v1()) == v1_sessions
 
 
-def test_a_draft_used_by_a_course_cannot_be_deleted() -> None:
+def test_a_draft_used_by_a_course_cannot_be_deleted(site_a: Site) -> None:
     v2 = protocol_version_new_draft(version=mapp_v1())
-    Course.objects.create(protocol_version=v2, start_date=date(2027, 3, 1))
+    participant = Participant.objects.create(site=site_a, code="P-002")
+    Course.objects.create(participant=participant, protocol_version=v2, start_date=date(2027, 3, 1))
     before = counts()
     with pytest.raises(ProtectedError):
         v2.delete()

@@ -1,0 +1,175 @@
+"""Reads for scheduling, and the one access helper: every fetch of a site's objects goes through
+``scoped`` so that another site's objects do not exist for the user (a 404, lists included)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+import holidays as public_holidays
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Model, Q, QuerySet
+
+from scheduling.models import (
+    Course,
+    Dyad,
+    OpeningHours,
+    Participant,
+    Room,
+    RoomBooking,
+    ScheduledSession,
+    Site,
+    SiteClosure,
+    StaffBooking,
+    StaffProfile,
+    Unavailability,
+)
+from scheduling.planning import SiteCalendar
+from scheduling.resources import BusyIndex, Resources, RoomSpec
+
+M = TypeVar("M", bound=Model)
+
+#: how each model reaches its site
+SITE_PATHS: dict[type[Model], str] = {
+    Site: "pk",
+    Room: "site",
+    Dyad: "site",
+    Participant: "site",
+    Course: "participant__site",
+    ScheduledSession: "course__participant__site",
+    OpeningHours: "site",
+    SiteClosure: "site",
+}
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+
+def user_site_ids(user: AnyUser) -> set[int] | None:
+    """The sites a user works at; None means every site (superusers)."""
+    if not user.is_authenticated:
+        return set()
+    if getattr(user, "is_superuser", False):
+        return None
+    return set(Site.objects.filter(staff__user__pk=user.pk).values_list("pk", flat=True))
+
+
+def scoped(queryset: QuerySet[M], user: AnyUser) -> QuerySet[M]:
+    """``queryset`` limited to the sites ``user`` works at."""
+    sites = user_site_ids(user)
+    if sites is None:
+        return queryset
+    path = SITE_PATHS[queryset.model]
+    return queryset.filter(**{f"{path}__in": sites})
+
+
+def staff_users_scoped(user: AnyUser) -> QuerySet[StaffProfile]:
+    profiles = StaffProfile.objects.select_related("user").prefetch_related("sites")
+    sites = user_site_ids(user)
+    if sites is None:
+        return profiles
+    return profiles.filter(sites__in=sites).distinct()
+
+
+def site_calendar(site: Site, *, first: date, last: date) -> SiteCalendar:
+    """The site's zone, open weekdays (those with opening hours), hours, closures and public
+    holidays between ``first`` and ``last``."""
+    hours = list(OpeningHours.objects.filter(site=site))
+    closures = set(
+        SiteClosure.objects.filter(site=site, date__range=(first, last)).values_list(
+            "date", flat=True
+        )
+    )
+    if site.country:
+        years = range(first.year, last.year + 1)
+        found = public_holidays.country_holidays(
+            site.country, subdiv=site.subdivision or None, years=years
+        )
+        closures.update(day for day in found if first <= day <= last)
+    return SiteCalendar(
+        timezone=site.timezone,
+        open_weekdays=frozenset(h.weekday for h in hours) if hours else frozenset(range(5)),
+        closures=frozenset(closures),
+        hours=tuple((h.weekday, h.opens, h.closes) for h in hours),
+    )
+
+
+def resources_snapshot(
+    site: Site,
+    *,
+    dyads: Iterable[Dyad],
+    begin: datetime,
+    until: datetime,
+    exclude_course: Course | None = None,
+) -> BusyIndex:
+    """Every active booking and unavailability of the site's rooms, the given dyads' therapists
+    and the site's assessors that touches [begin, until), in one index. A fixed number of
+    queries, however many bookings exist."""
+    people = {person for dyad in dyads for person in dyad.therapist_ids}
+    people.update(site_assessor_ids(site))
+    index = BusyIndex()
+    overlapping = Q(begin__lt=until, until__gt=begin, active=True)
+    rooms = RoomBooking.objects.filter(overlapping, room__site=site)
+    staff = StaffBooking.objects.filter(overlapping, user__in=people)
+    if exclude_course is not None:
+        rooms = rooms.exclude(session__course=exclude_course)
+        staff = staff.exclude(session__course=exclude_course)
+    for room_id, b, u in rooms.values_list("room_id", "begin", "until"):
+        index.add(("room", room_id), b, u)
+    for user_id, b, u in staff.values_list("user_id", "begin", "until"):
+        index.add(("staff", user_id), b, u)
+    away = Unavailability.objects.filter(user__in=people, start__lt=until, end__gt=begin)
+    for user_id, b, u in away.values_list("user_id", "start", "end"):
+        index.add(("staff", user_id), b, u)
+    return index
+
+
+def site_assessor_ids(site: Site) -> list[int]:
+    return list(
+        StaffProfile.objects.filter(sites=site, role=StaffProfile.Role.ASSESSOR)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+    )
+
+
+def site_rooms(site: Site) -> list[RoomSpec]:
+    return [
+        RoomSpec(room.pk, room.name, room.kind, room.overnight_places)
+        for room in Room.objects.filter(site=site, active=True).order_by("kind", "name", "pk")
+    ]
+
+
+def course_resources(
+    site: Site, dyad: Dyad, busy: BusyIndex, rooms: list[RoomSpec], assessors: list[int]
+) -> Resources:
+    return Resources(
+        rooms=rooms,
+        dyad=dyad.therapist_ids,
+        assessors=assessors,
+        busy=busy,
+        names={("room", r.id): r.name for r in rooms},
+    )
+
+
+def planning_horizon(start: date) -> tuple[datetime, datetime]:
+    """A generous UTC range that holds a whole course (a year and a half) for snapshots."""
+    from datetime import UTC
+
+    begin = datetime.combine(start - timedelta(days=2), datetime.min.time(), UTC)
+    return begin, begin + timedelta(days=550)
+
+
+def course_sessions(course: Course) -> QuerySet[ScheduledSession]:
+    return (
+        ScheduledSession.objects.filter(course=course)
+        .select_related("room")
+        .prefetch_related("staff__user")
+        .order_by("start", "key")
+    )
+
+
+def sessions_list(user: AnyUser, **filters: Any) -> QuerySet[ScheduledSession]:
+    sessions = scoped(ScheduledSession.objects.all(), user).select_related(
+        "room", "course__participant"
+    )
+    return sessions.prefetch_related("staff__user").filter(**filters).order_by("start", "key")

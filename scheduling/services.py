@@ -1,0 +1,418 @@
+"""Writes for scheduling: enrolment that books everything, rescheduling that re-solves, status
+changes with reasons and deviations. Each is one transaction: on any error nothing is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from simple_history.utils import bulk_create_with_history
+
+from protocol.selectors import ProtocolNotFound, protocol_spec, protocol_version_get
+from protocol.spec import ProtocolSpec
+from scheduling import selectors
+from scheduling.models import (
+    Course,
+    Deviation,
+    Dyad,
+    Participant,
+    RoomBooking,
+    ScheduledSession,
+    Site,
+    StaffBooking,
+)
+from scheduling.planning import PlannedCourse, PlanningError, ResourceTaken, plan_course
+from scheduling.resources import Booking
+
+
+class SchedulingError(ValueError):
+    """Bad input: ``errors`` maps a field name to messages (an API answers 400 with them)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class BookingConflict(RuntimeError):
+    """A room or a person is taken (an API answers 409)."""
+
+
+def _fail(name: str, message: str) -> SchedulingError:
+    return SchedulingError({name: [message]})
+
+
+# --- enrolment -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def participant_enrol(
+    *,
+    site: Site,
+    code: str,
+    protocol_slug: str,
+    start_date: date,
+    by: User | None,
+    dyad: Dyad | None = None,
+    partner_code: str | None = None,
+    contact: dict[str, Any] | None = None,
+) -> Course:
+    """Create the participant (and partner, for couples), plan the whole course with the site's
+    calendar and existing bookings, and store every session with its room and staff."""
+    try:
+        version = protocol_version_get(slug=protocol_slug)
+    except ProtocolNotFound as exc:
+        raise _fail("protocol", str(exc)) from exc
+    spec = protocol_spec(version)
+    if spec.couples and not partner_code:
+        raise _fail("partner", f"{spec.slug} is a couples protocol: give the partner's code")
+    if not spec.couples and partner_code:
+        raise _fail("partner", f"{spec.slug} is not a couples protocol")
+    if dyad is not None and (dyad.site_id != site.pk or not dyad.active):
+        raise _fail("dyad", "this dyad does not work at the site or is inactive")
+    codes = [code, *([partner_code] if partner_code else [])]
+    taken = set(
+        Participant.objects.filter(site=site, code__in=codes).values_list("code", flat=True)
+    )
+    if taken:
+        raise _fail("code", f"study code {', '.join(sorted(taken))} exists at {site.slug} already")
+    if partner_code == code:
+        raise _fail("partner", "the partner needs a study code of their own")
+
+    planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad)
+    participant = Participant.objects.create(
+        site=site, code=code, status=Participant.Status.ENROLLED, **(contact or {})
+    )
+    partner = None
+    if partner_code:
+        partner = Participant.objects.create(
+            site=site, code=partner_code, status=Participant.Status.ENROLLED
+        )
+        Participant.objects.filter(pk=participant.pk).update(partner=partner)
+        Participant.objects.filter(pk=partner.pk).update(partner=participant)
+    course = Course.objects.create(
+        participant=participant,
+        partner=partner,
+        protocol_version=version,
+        dyad=chosen,
+        start_date=start_date,
+    )
+    _store_sessions(course, planned, by=by, reason="enrolment")
+    return course
+
+
+def _plan_with_some_dyad(
+    site: Site, spec: ProtocolSpec, start: date, dyad: Dyad | None
+) -> tuple[PlannedCourse, Dyad]:
+    """Plan with the chosen dyad, or with the site's dyads in order of fewest active courses
+    until one can take the whole course. A failure names the session and what is missing."""
+    if dyad is not None:
+        candidates = [dyad]
+    else:
+        candidates = list(
+            Dyad.objects.filter(site=site, active=True)
+            .annotate(load=Count("courses", filter=Q(courses__status=Course.Status.ACTIVE)))
+            .order_by("load", "name", "pk")
+        )
+        if not candidates:
+            raise _fail("dyad", f"{site.slug} has no active therapist dyad")
+    first, last = selectors.planning_horizon(start)
+    calendar = selectors.site_calendar(site, first=first.date(), last=last.date())
+    busy = selectors.resources_snapshot(site, dyads=candidates, begin=first, until=last)
+    rooms = selectors.site_rooms(site)
+    assessors = selectors.site_assessor_ids(site)
+    problems: list[str] = []
+    for candidate in candidates:
+        resources = selectors.course_resources(site, candidate, busy, rooms, assessors)
+        resources.party_size = 2 if spec.couples else 1
+        try:
+            return plan_course(spec, start, calendar, resources=resources), candidate
+        except PlanningError as exc:
+            problems.append(f"{candidate.name}: {exc}" if len(candidates) > 1 else str(exc))
+    raise SchedulingError({"start_date": problems})
+
+
+def _store_sessions(
+    course: Course, planned: PlannedCourse, *, by: User | None, reason: str
+) -> list[ScheduledSession]:
+    rows = [
+        ScheduledSession(
+            course=course,
+            key=p.key,
+            template_key=p.template_key,
+            anchor_key=p.anchor or "",
+            kind=p.kind.value,
+            title=p.title,
+            start=p.start,
+            end=p.end,
+            window_start=p.window_start,
+            window_end=p.window_end,
+            overnight=p.overnight,
+            room_id=p.room,
+            plan_reason=p.reason,
+        )
+        for p in planned.sessions
+    ]
+    sessions = bulk_create_with_history(
+        rows, ScheduledSession, default_user=by, default_change_reason=reason
+    )
+    if any(s.pk is None for s in sessions):  # backends without RETURNING
+        sessions = list(ScheduledSession.objects.filter(course=course))
+    sessions = list(sessions)
+    by_key = {s.key: s for s in sessions}
+    _store_bookings(
+        [(by_key[p.key], Booking(p.room, p.room_until, p.staff), p) for p in planned.sessions],
+        by=by,
+        reason=reason,
+    )
+    return sessions
+
+
+def _store_bookings(
+    items: list[tuple[ScheduledSession, Booking, Any]],
+    *,
+    by: User | None,
+    reason: str,
+) -> None:
+    rooms: list[RoomBooking] = []
+    staff: list[StaffBooking] = []
+    for session, booking, _ in items:
+        if booking.room is not None and booking.room_until is not None:
+            rooms.append(
+                RoomBooking(
+                    session=session,
+                    room_id=booking.room,
+                    begin=session.start,
+                    until=booking.room_until,
+                )
+            )
+        staff.extend(
+            StaffBooking(session=session, user_id=person, begin=session.start, until=session.end)
+            for person in booking.staff
+        )
+    try:
+        with transaction.atomic():  # a savepoint, so a conflict leaves a usable transaction
+            bulk_create_with_history(
+                rooms, RoomBooking, default_user=by, default_change_reason=reason
+            )
+            bulk_create_with_history(
+                staff, StaffBooking, default_user=by, default_change_reason=reason
+            )
+    except IntegrityError as exc:
+        if "no_overlap" in str(exc):
+            raise BookingConflict(
+                "a room or a person was booked by someone else meanwhile; try again"
+            ) from exc
+        raise
+
+
+# --- rescheduling --------------------------------------------------------------------------
+
+
+@dataclass
+class Move:
+    session: ScheduledSession
+    old_start: datetime
+    new_start: datetime
+    new_end: datetime
+    room: int | None
+    reason: str
+
+
+@dataclass
+class RescheduleResult:
+    moved: list[Move] = field(default_factory=list)
+    deviations: list[Deviation] = field(default_factory=list)
+    applied: bool = False
+
+
+def dependents_of(spec: ProtocolSpec, template_key: str) -> set[str]:
+    """Template keys anchored, directly or through others, on ``template_key``."""
+    found: set[str] = set()
+    frontier = {template_key}
+    while frontier:
+        frontier = {
+            s.key for s in spec.sessions if s.timing.anchor in frontier and s.key not in found
+        }
+        found |= frontier
+    return found
+
+
+@transaction.atomic
+def session_reschedule(
+    *,
+    session: ScheduledSession,
+    start: datetime,
+    by: User | None,
+    reason: str = "",
+    dry_run: bool = False,
+) -> RescheduleResult:
+    """Move ``session`` to ``start`` and re-plan every session anchored on it from its own
+    anchor, re-checking windows and resources. Returns what moves; applies it unless dry_run.
+
+    Leaving the window needs a reason and records a deviation. Sessions that are completed,
+    cancelled or missed never move.
+    """
+    if start.tzinfo is None:
+        raise _fail("start", "give the time with its UTC offset, e.g. 2027-03-01T09:00:00-05:00")
+    course = (
+        Course.objects.select_for_update()
+        .select_related("protocol_version__protocol", "participant__site", "dyad")
+        .get(pk=session.course_id)
+    )
+    sessions = list(ScheduledSession.objects.select_for_update().filter(course=course))
+    session = next(s for s in sessions if s.pk == session.pk)
+    if not session.is_open:
+        raise _fail("start", f"{session.key} is {session.status} and cannot be moved")
+    spec = protocol_spec(course.protocol_version)
+    replan = dependents_of(spec, session.template_key) | {session.template_key}
+    fixed: dict[str, datetime] = {}
+    held: dict[str, Booking] = {}
+    bookings = _current_bookings(sessions)
+    for s in sessions:
+        if s.pk == session.pk:
+            fixed[s.key] = start
+        elif s.template_key not in replan or not s.is_open:
+            fixed[s.key] = s.start
+            held[s.key] = bookings.get(s.pk, Booking())
+    site = course.participant.site
+    first, last = selectors.planning_horizon(course.start_date)
+    calendar = selectors.site_calendar(site, first=first.date(), last=last.date())
+    dyads = [course.dyad] if course.dyad else []
+    busy = selectors.resources_snapshot(
+        site, dyads=dyads, begin=first, until=last, exclude_course=course
+    )
+    resources = None
+    if course.dyad is not None:
+        resources = selectors.course_resources(
+            site, course.dyad, busy, selectors.site_rooms(site), selectors.site_assessor_ids(site)
+        )
+        resources.party_size = 2 if spec.couples else 1
+    try:
+        planned = plan_course(
+            spec, course.start_date, calendar, fixed=fixed, resources=resources, held=held
+        )
+    except ResourceTaken as exc:
+        raise BookingConflict(str(exc)) from exc
+    except PlanningError as exc:
+        raise _fail("start", f"cannot move {session.key} there: {exc}") from exc
+    moved_to = planned.session(session.key)
+    result = RescheduleResult()
+    if not moved_to.in_window and not reason.strip():
+        raise _fail(
+            "reason",
+            f"{session.key} must stay within {moved_to.window_start.isoformat()} to "
+            f"{moved_to.window_end.isoformat()}; moving it outside needs a reason "
+            "(it is recorded as a protocol deviation)",
+        )
+    for s in sorted(sessions, key=lambda s: (s.start, s.key)):
+        p = planned.session(s.key)
+        if s.key not in held and (p.start != s.start or p.room != s.room_id):
+            result.moved.append(Move(s, s.start, p.start, p.end, p.room, p.reason))
+    if dry_run:
+        return result
+    for move in result.moved:
+        _apply_move(move, planned, bookings, by=by, reason=reason or "rescheduled")
+    if not moved_to.in_window:
+        deviation = Deviation.objects.create(
+            session=session,
+            kind=Deviation.Kind.OUTSIDE_WINDOW,
+            reason=reason.strip(),
+            detail=(
+                f"moved to {moved_to.start:%Y-%m-%d %H:%M %Z}; window "
+                f"{moved_to.window_start.isoformat()} to {moved_to.window_end.isoformat()}"
+            ),
+            created_by=by,
+        )
+        result.deviations.append(deviation)
+    result.applied = True
+    return result
+
+
+def _current_bookings(sessions: list[ScheduledSession]) -> dict[int, Booking]:
+    ids = [s.pk for s in sessions]
+    rooms = {b.session_id: b for b in RoomBooking.objects.filter(session__in=ids, active=True)}
+    staff: dict[int, list[int]] = {}
+    for b in StaffBooking.objects.filter(session__in=ids, active=True).order_by("pk"):
+        staff.setdefault(b.session_id, []).append(b.user_id)
+    result = {}
+    for s in sessions:
+        room = rooms.get(s.pk)
+        result[s.pk] = Booking(
+            room=s.room_id,
+            room_until=room.until if room else None,
+            staff=tuple(staff.get(s.pk, ())),
+        )
+    return result
+
+
+def _apply_move(
+    move: Move,
+    planned: PlannedCourse,
+    bookings: dict[int, Booking],
+    *,
+    by: User | None,
+    reason: str,
+) -> None:
+    session = move.session
+    plan = planned.session(session.key)
+    _release(session, reason)
+    session.start, session.end = plan.start, plan.end
+    session.window_start, session.window_end = plan.window_start, plan.window_end
+    session.room_id = plan.room
+    session.plan_reason = plan.reason
+    session.sequence += 1
+    setattr(session, "_change_reason", reason)  # noqa: B010 (kept in the history row)
+    session.save()
+    _store_bookings(
+        [(session, Booking(plan.room, plan.room_until, plan.staff), plan)], by=by, reason=reason
+    )
+
+
+def _release(session: ScheduledSession, reason: str) -> None:
+    """Free a session's room and staff; the bookings stay, inactive, with their history."""
+    held: list[RoomBooking | StaffBooking] = [
+        *RoomBooking.objects.filter(session=session, active=True),
+        *StaffBooking.objects.filter(session=session, active=True),
+    ]
+    for booking in held:
+        booking.active = False
+        setattr(booking, "_change_reason", reason)  # noqa: B010
+        booking.save(update_fields=["active"])
+
+
+# --- status --------------------------------------------------------------------------------
+
+TERMINAL = {
+    ScheduledSession.Status.COMPLETED,
+    ScheduledSession.Status.CANCELLED,
+    ScheduledSession.Status.MISSED,
+}
+
+
+@transaction.atomic
+def session_set_status(
+    *, session: ScheduledSession, status: str, by: User | None, reason: str = ""
+) -> ScheduledSession:
+    """Confirm, complete, cancel or mark missed. Cancelling and missing a session are protocol
+    deviations: they need a reason and free the session's room and staff."""
+    session = ScheduledSession.objects.select_for_update().get(pk=session.pk)
+    allowed = {choice for choice, _ in ScheduledSession.Status.choices} - {"planned"}
+    if status not in allowed:
+        raise _fail("status", f"'{status}' is not one of {', '.join(sorted(allowed))}")
+    if session.status in TERMINAL:
+        raise _fail("status", f"{session.key} is {session.status} already")
+    needs_reason = status in (ScheduledSession.Status.CANCELLED, ScheduledSession.Status.MISSED)
+    if needs_reason and not reason.strip():
+        raise _fail("reason", f"marking a session {status} needs a reason")
+    session.status = status
+    session.sequence += 1
+    setattr(session, "_change_reason", reason or status)  # noqa: B010
+    session.save()
+    if needs_reason:
+        _release(session, reason)
+        Deviation.objects.create(session=session, kind=status, reason=reason.strip(), created_by=by)
+    return session
