@@ -24,6 +24,7 @@ def test_enrolment_books_every_session(site_a, coordinator_a) -> None:
     morning = ScheduledSession.objects.get(course=course, key="integration-1a")
     assert hold.until == morning.end
     assert morning.room_id == dosing[0].room_id
+    assert course.dyad is not None
     dyad = set(course.dyad.therapist_ids)
     assert (
         set(StaffBooking.objects.filter(session=dosing[0]).values_list("user_id", flat=True))
