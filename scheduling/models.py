@@ -8,6 +8,7 @@ import calendar
 import uuid
 from zoneinfo import available_timezones
 
+import holidays
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -24,12 +25,20 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"'{value}' is not an IANA time zone such as America/New_York")
 
 
+def validate_country(value: str) -> None:
+    if value and value not in holidays.list_supported_countries():
+        raise ValidationError(f"'{value}' is not a country the holidays package knows (ISO code)")
+
+
 class Site(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=50, unique=True)
     timezone = models.CharField(max_length=64, validators=[validate_timezone])
     country = models.CharField(
-        max_length=2, blank=True, help_text="ISO country code whose public holidays close the site"
+        max_length=2,
+        blank=True,
+        validators=[validate_country],
+        help_text="ISO country code whose public holidays close the site",
     )
     subdivision = models.CharField(max_length=10, blank=True, help_text="e.g. NY, or blank")
     history = HistoricalRecords()
@@ -39,6 +48,13 @@ class Site(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.subdivision:
+            known = holidays.list_supported_countries().get(self.country, [])
+            if self.subdivision not in known:
+                message = f"'{self.subdivision}' is not a subdivision of {self.country or '-'}"
+                raise ValidationError({"subdivision": message})
 
 
 class OpeningHours(models.Model):

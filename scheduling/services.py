@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Model, Q
 from simple_history.utils import bulk_create_with_history
 
 from protocol.selectors import ProtocolNotFound, protocol_spec, protocol_version_get
@@ -28,6 +28,8 @@ from scheduling.models import (
 from scheduling.planning import PlannedCourse, PlanningError, ResourceTaken, plan_course
 from scheduling.resources import Booking
 
+ModelT = TypeVar("ModelT", bound=Model)
+
 
 class SchedulingError(ValueError):
     """Bad input: ``errors`` maps a field name to messages (an API answers 400 with them)."""
@@ -43,6 +45,15 @@ class BookingConflict(RuntimeError):
 
 def _fail(name: str, message: str) -> SchedulingError:
     return SchedulingError({name: [message]})
+
+
+def _save(instance: ModelT, by: User | None, reason: str) -> ModelT:
+    """Save with who and why in the audit history (requests authenticated by token, tasks and
+    commands have no user on the request that the history middleware could read)."""
+    instance._history_user = by  # type: ignore[attr-defined]
+    setattr(instance, "_change_reason", reason)  # noqa: B010
+    instance.save()
+    return instance
 
 
 # --- enrolment -----------------------------------------------------------------------------
@@ -83,22 +94,41 @@ def participant_enrol(
         raise _fail("partner", "the partner needs a study code of their own")
 
     planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad)
-    participant = Participant.objects.create(
-        site=site, code=code, status=Participant.Status.ENROLLED, **(contact or {})
-    )
-    partner = None
-    if partner_code:
-        partner = Participant.objects.create(
-            site=site, code=partner_code, status=Participant.Status.ENROLLED
-        )
-        Participant.objects.filter(pk=participant.pk).update(partner=partner)
-        Participant.objects.filter(pk=partner.pk).update(partner=participant)
-    course = Course.objects.create(
-        participant=participant,
-        partner=partner,
-        protocol_version=version,
-        dyad=chosen,
-        start_date=start_date,
+    try:
+        with transaction.atomic():  # another enrolment may take the code meanwhile
+            partner = None
+            if partner_code:
+                partner = _save(
+                    Participant(site=site, code=partner_code, status=Participant.Status.ENROLLED),
+                    by,
+                    "enrolment",
+                )
+            participant = _save(
+                Participant(
+                    site=site,
+                    code=code,
+                    status=Participant.Status.ENROLLED,
+                    partner=partner,
+                    **(contact or {}),
+                ),
+                by,
+                "enrolment",
+            )
+    except IntegrityError as exc:
+        raise _fail("code", f"study code {code} exists at {site.slug} already") from exc
+    if partner is not None:
+        partner.partner = participant
+        _save(partner, by, "enrolment: partner linked")
+    course = _save(
+        Course(
+            participant=participant,
+            partner=partner,
+            protocol_version=version,
+            dyad=chosen,
+            start_date=start_date,
+        ),
+        by,
+        "enrolment",
     )
     _store_sessions(course, planned, by=by, reason="enrolment")
     return course
@@ -317,15 +347,19 @@ def session_reschedule(
     for move in result.moved:
         _apply_move(move, planned, bookings, by=by, reason=reason or "rescheduled")
     if not moved_to.in_window:
-        deviation = Deviation.objects.create(
-            session=session,
-            kind=Deviation.Kind.OUTSIDE_WINDOW,
-            reason=reason.strip(),
-            detail=(
-                f"moved to {moved_to.start:%Y-%m-%d %H:%M %Z}; window "
-                f"{moved_to.window_start.isoformat()} to {moved_to.window_end.isoformat()}"
+        deviation = _save(
+            Deviation(
+                session=session,
+                kind=Deviation.Kind.OUTSIDE_WINDOW,
+                reason=reason.strip(),
+                detail=(
+                    f"moved to {moved_to.start:%Y-%m-%d %H:%M %Z}; window "
+                    f"{moved_to.window_start.isoformat()} to {moved_to.window_end.isoformat()}"
+                ),
+                created_by=by,
             ),
-            created_by=by,
+            by,
+            reason,
         )
         result.deviations.append(deviation)
     result.applied = True
@@ -359,20 +393,19 @@ def _apply_move(
 ) -> None:
     session = move.session
     plan = planned.session(session.key)
-    _release(session, reason)
+    _release(session, reason, by)
     session.start, session.end = plan.start, plan.end
     session.window_start, session.window_end = plan.window_start, plan.window_end
     session.room_id = plan.room
     session.plan_reason = plan.reason
     session.sequence += 1
-    setattr(session, "_change_reason", reason)  # noqa: B010 (kept in the history row)
-    session.save()
+    _save(session, by, reason)
     _store_bookings(
         [(session, Booking(plan.room, plan.room_until, plan.staff), plan)], by=by, reason=reason
     )
 
 
-def _release(session: ScheduledSession, reason: str) -> None:
+def _release(session: ScheduledSession, reason: str, by: User | None) -> None:
     """Free a session's room and staff; the bookings stay, inactive, with their history."""
     held: list[RoomBooking | StaffBooking] = [
         *RoomBooking.objects.filter(session=session, active=True),
@@ -380,8 +413,7 @@ def _release(session: ScheduledSession, reason: str) -> None:
     ]
     for booking in held:
         booking.active = False
-        setattr(booking, "_change_reason", reason)  # noqa: B010
-        booking.save(update_fields=["active"])
+        _save(booking, by, reason)
 
 
 # --- status --------------------------------------------------------------------------------
@@ -410,9 +442,9 @@ def session_set_status(
         raise _fail("reason", f"marking a session {status} needs a reason")
     session.status = status
     session.sequence += 1
-    setattr(session, "_change_reason", reason or status)  # noqa: B010
-    session.save()
+    _save(session, by, reason or status)
     if needs_reason:
-        _release(session, reason)
-        Deviation.objects.create(session=session, kind=status, reason=reason.strip(), created_by=by)
+        _release(session, reason, by)
+        deviation = Deviation(session=session, kind=status, reason=reason.strip(), created_by=by)
+        _save(deviation, by, reason)
     return session
