@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import holidays as public_holidays
@@ -153,8 +153,6 @@ def course_resources(
 
 def planning_horizon(start: date) -> tuple[datetime, datetime]:
     """A generous UTC range that holds a whole course (a year and a half) for snapshots."""
-    from datetime import UTC
-
     begin = datetime.combine(start - timedelta(days=2), datetime.min.time(), UTC)
     return begin, begin + timedelta(days=550)
 
