@@ -127,11 +127,43 @@ STATICFILES_DIRS: list[Path] = []
 
 LOGIN_URL = "admin:login"
 
+# Token first: an unauthenticated API call then answers 401 with WWW-Authenticate: Token.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "scheduling.api.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+# The docs page's Swagger UI and Redoc files come from drf-spectacular-sidecar (served as static
+# files), since the machines that run this have no internet.
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Protocol scheduler API",
+    "DESCRIPTION": (
+        "Sites, rooms, staff, dyads, protocols, participants and their scheduled sessions. "
+        "Every object belongs to a site: objects of sites you do not work at answer 404."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # several models have a "status": give each set of choices its own name
+    "ENUM_NAME_OVERRIDES": {
+        "ParticipantStatusEnum": "scheduling.models.Participant.Status",
+        "CourseStatusEnum": "scheduling.models.Course.Status",
+        "SessionStatusEnum": "scheduling.models.ScheduledSession.Status",
+        "SessionStatusChangeEnum": "scheduling.api.STATUS_CHANGES",
+        "ProtocolStatusEnum": ["draft", "active", "retired"],
+    },
 }
 
 LOGGING = {

@@ -39,6 +39,8 @@ from scheduling.resources import NO_BOOKING, Booking, Resources
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MONDAY_TO_FRIDAY = frozenset(range(5))
+#: when daily sessions may move to on a day the site has no opening hours
+DAY_HOURS = (time(8), time(18))
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,8 +283,11 @@ class _Planner:
 
     def _candidates(self, template: SessionSpec, day: date) -> list[tuple[datetime, str | None]]:
         preferred = local_start(day, template.start_time, self.zone)
-        hours = self.calendar.hours_on(day) if template.open_days_apply else None
-        if self.resources is None or hours is None:
+        if self.resources is None:
+            return [preferred]
+        # daily sessions (phone check-ins) also happen on days without opening hours
+        hours = self.calendar.hours_on(day) or (None if template.open_days_apply else DAY_HOURS)
+        if hours is None:
             return [preferred]
         opens, closes = (t.hour * 60 + t.minute for t in hours)
         wanted = template.start_time.hour * 60 + template.start_time.minute

@@ -29,6 +29,9 @@ from scheduling.planning import PlannedCourse, PlanningError, ResourceTaken, pla
 from scheduling.resources import Booking
 
 ModelT = TypeVar("ModelT", bound=Model)
+#: course starts outside these are typing mistakes, and would overflow date arithmetic
+EARLIEST_START = date(2000, 1, 1)
+LATEST_START = date(2100, 12, 31)
 
 
 class SchedulingError(ValueError):
@@ -73,6 +76,12 @@ def participant_enrol(
 ) -> Course:
     """Create the participant (and partner, for couples), plan the whole course with the site's
     calendar and existing bookings, and store every session with its room and staff."""
+    if not EARLIEST_START <= start_date <= LATEST_START:
+        raise _fail(
+            "start_date",
+            f"{start_date.isoformat()} is not a plausible course start "
+            f"({EARLIEST_START.year}-{LATEST_START.year})",
+        )
     try:
         version = protocol_version_get(slug=protocol_slug)
     except ProtocolNotFound as exc:
@@ -289,7 +298,7 @@ def session_reschedule(
     if start.tzinfo is None:
         raise _fail("start", "give the time with its UTC offset, e.g. 2027-03-01T09:00:00-05:00")
     course = (
-        Course.objects.select_for_update()
+        Course.objects.select_for_update(of=("self",))
         .select_related("protocol_version__protocol", "participant__site", "dyad")
         .get(pk=session.course_id)
     )
@@ -344,8 +353,13 @@ def session_reschedule(
             result.moved.append(Move(s, s.start, p.start, p.end, p.room, p.reason))
     if dry_run:
         return result
+    why = reason or "rescheduled"
+    # free every moving session's bookings before rebooking any: a cascade moves sessions into
+    # each other's old times (the dyad's integration is where the next dosing goes)
     for move in result.moved:
-        _apply_move(move, planned, bookings, by=by, reason=reason or "rescheduled")
+        _release(move.session, why, by)
+    for move in result.moved:
+        _apply_move(move, planned, by=by, reason=why)
     if not moved_to.in_window:
         deviation = _save(
             Deviation(
@@ -383,17 +397,9 @@ def _current_bookings(sessions: list[ScheduledSession]) -> dict[int, Booking]:
     return result
 
 
-def _apply_move(
-    move: Move,
-    planned: PlannedCourse,
-    bookings: dict[int, Booking],
-    *,
-    by: User | None,
-    reason: str,
-) -> None:
+def _apply_move(move: Move, planned: PlannedCourse, *, by: User | None, reason: str) -> None:
     session = move.session
     plan = planned.session(session.key)
-    _release(session, reason, by)
     session.start, session.end = plan.start, plan.end
     session.window_start, session.window_end = plan.window_start, plan.window_end
     session.room_id = plan.room
