@@ -26,6 +26,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py load_protocols
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 lint: $(VENV)/.dev
@@ -40,6 +41,7 @@ test: lint
 
 bench: $(VENV)/.runtime
 	DEBUG=1 $(BIN)/python bench/plan.py
+	DEBUG=1 $(BIN)/python bench/enroll.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served locally: clinic networks may block CDNs
     "simple_history",
     "protocol",
     "scheduling",
@@ -141,9 +142,6 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
-# The docs page's Swagger UI and Redoc files come from drf-spectacular-sidecar (served as static
-# files), since the machines that run this have no internet.
-INSTALLED_APPS += ["drf_spectacular_sidecar"]
 SPECTACULAR_SETTINGS = {
     "TITLE": "Protocol scheduler API",
     "DESCRIPTION": (
