@@ -204,6 +204,18 @@ def target_offsets(spec: ProtocolSpec) -> dict[str, int]:
     return offsets
 
 
+def latest_offset(spec: ProtocolSpec) -> int:
+    """The last day after the course start that any session could fall on, every window taken
+    at its latest: how far ahead a course can reach (for loading bookings)."""
+    base: dict[str, int] = {}
+    last = 0
+    for s in spec.placement_order():
+        anchor_day = 0 if s.timing.anchor is None else base[s.timing.anchor]
+        base[s.key] = anchor_day + s.timing.latest_days
+        last = max(last, base[s.key] + (s.repeat_count - 1) * s.repeat_interval_days)
+    return last
+
+
 def therapy_span_days(spec: ProtocolSpec, offsets: dict[str, int]) -> int:
     days = [
         offsets[s.occurrence_key(i + 1)]

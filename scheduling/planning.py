@@ -26,8 +26,8 @@ Rules, in the order they are applied to each session (anchors before dependents)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
@@ -139,6 +139,7 @@ def plan_course(
     fixed: Mapping[str, datetime] | None = None,
     resources: Resources | None = None,
     held: Mapping[str, Booking] | None = None,
+    vacant: Collection[str] = (),
 ) -> PlannedCourse:
     """Plan every session of ``spec`` for a course starting on ``start``.
 
@@ -149,7 +150,9 @@ def plan_course(
     ``resources`` (rooms, the dyad, assessors and their existing bookings) makes the planner book
     as it plans: each session gets a room and staff, and times move to where they are free.
     The planner adds its own bookings to ``resources.own`` as it goes. ``held`` gives fixed
-    sessions whose existing booking is kept as it is (rescheduling leaves them untouched).
+    sessions whose existing booking is kept as it is (rescheduling leaves them untouched);
+    ``vacant`` names fixed sessions that no longer take the participant's time (cancelled,
+    missed).
     """
     fixed = fixed or {}
     unknown = sorted(
@@ -158,7 +161,7 @@ def plan_course(
     if unknown:
         raise PlanningError(f"fixed sessions not in the protocol: {', '.join(unknown)}")
     zone = calendar.zone
-    planner = _Planner(spec, calendar, zone, fixed, resources, held or {})
+    planner = _Planner(spec, calendar, zone, fixed, resources, held or {}, frozenset(vacant))
     anchor_days: dict[str, date] = {}
     for template in spec.placement_order():
         anchor_day = (
@@ -168,7 +171,8 @@ def plan_course(
             placed = planner.place(template, occurrence, anchor_day)
             if occurrence == 1:
                 anchor_days[template.key] = placed.start.date()
-    sessions = tuple(sorted(planner.placed, key=lambda s: (s.start.astimezone(UTC), s.key)))
+    kept = _close_overnight_holds(planner.placed, spec)
+    sessions = tuple(sorted(kept, key=lambda s: (s.start.astimezone(UTC), s.key)))
     course = PlannedCourse(spec.slug, spec.version, calendar.timezone, start, sessions)
     span = course.therapy_span_days()
     if span > spec.span_max_weeks * 7:
@@ -190,11 +194,14 @@ class _Planner:
         fixed: Mapping[str, datetime],
         resources: Resources | None,
         held: Mapping[str, Booking],
+        vacant: frozenset[str],
     ) -> None:
         self.held = held
+        self.vacant = vacant
         self.spec = spec
         self.resources = resources
         self.rooms_by_key: dict[str, int | None] = {}
+        self.ends_by_key: dict[str, datetime] = {}
         self.calendar = calendar
         self.zone = zone
         self.fixed = fixed
@@ -221,6 +228,13 @@ class _Planner:
             start = self.fixed[key].astimezone(self.zone)
             where = "inside" if window_start <= start.date() <= window_end else "OUTSIDE"
             reason = f"fixed by staff; {origin}; {where} its window"
+            clash = None if key in self.vacant else self._clash(*self._occupied(template, start))
+            if clash is not None:
+                raise PlanningError(
+                    f"{key} at {start:%a %Y-%m-%d %H:%M %Z} would overlap the participant's "
+                    f"{clash}",
+                    session=key,
+                )
             booking, missing = (
                 (self.held[key], "") if key in self.held else self._book(template, start)
             )
@@ -302,23 +316,34 @@ class _Planner:
             return NO_BOOKING, ""
         begin = start.astimezone(UTC)
         until = begin + timedelta(minutes=template.duration_minutes)
-        room_until = until
+        hold_until = free_until = until
         next_day = start.date() + timedelta(days=1)
         for dependent in self.morning_after.get(template.key, ()):
-            # the dosing room is held, and the dyad needed, through the next-morning session
+            # the dosing room is held until the next-morning session, which must find the room
+            # and its staff free then
             morning, _ = local_start(next_day, dependent.start_time, self.zone)
             morning_begin = morning.astimezone(UTC)
             morning_until = morning_begin + timedelta(minutes=dependent.duration_minutes)
-            room_until = max(room_until, morning_until)
+            hold_until = max(hold_until, morning_begin)
+            free_until = max(free_until, morning_until)
             staff, missing = self.resources.staff_for(
                 dependent.staffing, morning_begin, morning_until
             )
             if staff is None:
                 return None, f"next morning: {missing}"
-        inherited = None
+        inherited = overnight_from = None
         if template.timing.next_morning and template.timing.anchor is not None:
             inherited = self.rooms_by_key.get(template.timing.anchor)
-        return self.resources.book(template, begin, until, room_until, inherited)
+            overnight_from = self.ends_by_key.get(template.timing.anchor)
+        return self.resources.book(
+            template,
+            begin,
+            until,
+            hold_until=hold_until,
+            free_until=free_until,
+            inherited_room=inherited,
+            overnight_from=overnight_from,
+        )
 
     def _occupied(self, template: SessionSpec, start: datetime) -> tuple[datetime, datetime]:
         """When the participant is taken by this session, in UTC: aware datetimes that share a
@@ -372,11 +397,27 @@ class _Planner:
         if self.resources is not None:
             self.resources.hold(booking, start.astimezone(UTC), end.astimezone(UTC))
         self.rooms_by_key.setdefault(template.key, booking.room)
-        begin, until = self._occupied(template, start)
-        for day in _local_days(begin, until, self.zone):
-            self.busy.setdefault(day, []).append((begin, until, key))
+        self.ends_by_key.setdefault(template.key, end.astimezone(UTC))
+        if key not in self.vacant:
+            begin, until = self._occupied(template, start)
+            for day in _local_days(begin, until, self.zone):
+                self.busy.setdefault(day, []).append((begin, until, key))
         self.placed.append(session)
         return session
+
+
+def _close_overnight_holds(
+    placed: list[PlannedSession], spec: ProtocolSpec
+) -> list[PlannedSession]:
+    """A dosing room is held until its next-morning session starts, wherever that landed."""
+    by_key = {s.key: s for s in placed}
+    for template in spec.sessions:
+        if not template.timing.next_morning or template.timing.anchor is None:
+            continue
+        morning, anchor = by_key[template.key], by_key[template.timing.anchor]
+        if anchor.room is not None and anchor.room == morning.room and anchor.room_until:
+            by_key[anchor.key] = replace(anchor, room_until=morning.start.astimezone(UTC))
+    return list(by_key.values())
 
 
 def _morning_dependents(spec: ProtocolSpec) -> dict[str, tuple[SessionSpec, ...]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from protocol.spec import RoomNeed, SessionSpec, Staffing
 
@@ -29,8 +29,8 @@ class RoomSpec:
 
 @dataclass(frozen=True, slots=True)
 class Booking:
-    """What one planned session holds: a room (until ``room_until``: a dosing room is held
-    through the next morning's session) and staff."""
+    """What one planned session holds: a room from its start until ``room_until`` (a dosing
+    room until the next-morning session starts) and staff."""
 
     room: int | None = None
     room_until: datetime | None = None
@@ -38,26 +38,33 @@ class Booking:
 
 
 NO_BOOKING = Booking()
+DAY = 86400.0
 
 
 class BusyIndex:
-    """Busy intervals per resource, indexed by UTC date so a check looks at a handful."""
+    """Busy intervals per resource as half-open [begin, until) in seconds since the epoch,
+    indexed by UTC day so a check looks at a handful. Seconds, not datetimes: a snapshot holds
+    tens of thousands of bookings, and loading numbers is many times cheaper than datetimes."""
 
     def __init__(self) -> None:
-        self._by_day: dict[ResourceKey, dict[date, list[tuple[datetime, datetime]]]] = {}
+        self._by_day: dict[ResourceKey, dict[int, list[tuple[float, float]]]] = {}
 
     def add(self, resource: ResourceKey, begin: datetime, until: datetime) -> None:
+        self.add_seconds(resource, begin.timestamp(), until.timestamp())
+
+    def add_seconds(self, resource: ResourceKey, begin: float, until: float) -> None:
         days = self._by_day.setdefault(resource, {})
-        for day in _utc_days(begin, until):
+        for day in range(int(begin // DAY), int((until - 1e-6) // DAY) + 1):
             days.setdefault(day, []).append((begin, until))
 
     def is_free(self, resource: ResourceKey, begin: datetime, until: datetime) -> bool:
         days = self._by_day.get(resource)
         if not days:
             return True
-        for day in _utc_days(begin, until):
+        b, u = begin.timestamp(), until.timestamp()
+        for day in range(int(b // DAY), int((u - 1e-6) // DAY) + 1):
             for busy_begin, busy_until in days.get(day, ()):
-                if busy_begin < until and begin < busy_until:
+                if busy_begin < u and b < busy_until:
                     return False
         return True
 
@@ -83,26 +90,38 @@ class Resources:
         template: SessionSpec,
         begin: datetime,
         until: datetime,
-        room_until: datetime,
+        *,
+        hold_until: datetime,
+        free_until: datetime,
         inherited_room: int | None,
+        overnight_from: datetime | None = None,
     ) -> tuple[Booking | None, str]:
-        """The booking for a session at [begin, until), or None and what is missing."""
+        """The booking for a session at [begin, until), or None and what is missing.
+
+        A dosing room must be free until ``free_until`` (the end of the next-morning session)
+        and is held until ``hold_until`` (its start: that session books the room itself, so
+        cancelling the dosing session does not leave it in an unheld room). A next-morning
+        session stays in its anchor's room (``inherited_room``), which nobody else may have from
+        the end of its anchor (``overnight_from``) until it ends.
+        """
         staff, missing = self.staff_for(template.staffing, begin, until)
         if staff is None:
             return None, missing
-        room: int | None = inherited_room
-        if inherited_room is None and template.room != RoomNeed.NONE:
-            room = self._room(template.room, begin, room_until)
-            if room is None:
-                kind = (
-                    "dosing room"
-                    if template.room == RoomNeed.DOSING_ROOM_OVERNIGHT
-                    else "therapy room"
-                )
-                places = f" with {self.party_size} overnight places" if self.party_size > 1 else ""
-                return None, f"no {kind}{places} free"
-        hold = room_until if room is not None and inherited_room is None else None
-        return Booking(room=room, room_until=hold, staff=staff), ""
+        if inherited_room is not None:
+            # from the end of dosing (the hold stretches to this session's start) to this
+            # session's end, nobody else may have the room; the course's own hold is moved
+            if not self.busy.is_free(("room", inherited_room), overnight_from or begin, until):
+                return None, f"{self.name(('room', inherited_room))} is taken then"
+            return Booking(room=inherited_room, room_until=until, staff=staff), ""
+        if template.room == RoomNeed.NONE:
+            return Booking(staff=staff), ""
+        room = self._room(template.room, begin, free_until)
+        if room is None:
+            dosing = template.room == RoomNeed.DOSING_ROOM_OVERNIGHT
+            kind = "dosing room" if dosing else "therapy room"
+            places = f" with {self.party_size} overnight places" if self.party_size > 1 else ""
+            return None, f"no {kind}{places} free"
+        return Booking(room=room, room_until=hold_until, staff=staff), ""
 
     def hold(self, booking: Booking, begin: datetime, until: datetime) -> None:
         """Mark a chosen booking as taken, so the rest of the course sees it."""
@@ -124,7 +143,7 @@ class Resources:
         if staffing == Staffing.THERAPIST_DYAD:
             for person in self.dyad:
                 if not self.is_free(("staff", person), begin, until):
-                    return None, f"{self.name(('staff', person))} (dyad) is busy"
+                    return None, f"{self.name(('staff', person))} is busy"
             return self.dyad, ""
         pool: Iterable[int] = self.dyad if staffing == Staffing.ONE_THERAPIST else self.assessors
         for person in pool:
@@ -143,9 +162,3 @@ class Resources:
             if self.is_free(("room", room.id), begin, until):
                 return room.id
         return None
-
-
-def _utc_days(begin: datetime, until: datetime) -> list[date]:
-    first = begin.date()
-    last = (until - timedelta(microseconds=1)).date()
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]

@@ -9,8 +9,11 @@ from typing import Any, TypeVar
 
 import holidays as public_holidays
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection
 from django.db.models import Model, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
+from protocol.spec import ProtocolSpec, latest_offset
 from scheduling.models import (
     Course,
     Dyad,
@@ -100,13 +103,14 @@ def resources_snapshot(
     dyads: Iterable[Dyad],
     begin: datetime,
     until: datetime,
+    assessors: Iterable[int] | None = None,
     exclude_course: Course | None = None,
 ) -> BusyIndex:
     """Every active booking and unavailability of the site's rooms, the given dyads' therapists
     and the site's assessors that touches [begin, until), in one index. A fixed number of
     queries, however many bookings exist."""
     people = {person for dyad in dyads for person in dyad.therapist_ids}
-    people.update(site_assessor_ids(site))
+    people.update(site_assessor_ids(site) if assessors is None else assessors)
     index = BusyIndex()
     overlapping = Q(begin__lt=until, until__gt=begin, active=True)
     rooms = RoomBooking.objects.filter(overlapping, room__site=site)
@@ -114,14 +118,29 @@ def resources_snapshot(
     if exclude_course is not None:
         rooms = rooms.exclude(session__course=exclude_course)
         staff = staff.exclude(session__course=exclude_course)
-    for room_id, b, u in rooms.values_list("room_id", "begin", "until"):
-        index.add(("room", room_id), b, u)
-    for user_id, b, u in staff.values_list("user_id", "begin", "until"):
-        index.add(("staff", user_id), b, u)
+    room_rows = rooms.values_list(
+        "room_id", _epoch(RoomBooking, "begin"), _epoch(RoomBooking, "until")
+    )
+    for room_id, b, u in room_rows:
+        index.add_seconds(("room", room_id), b, u)
+    staff_rows = staff.values_list(
+        "user_id", _epoch(StaffBooking, "begin"), _epoch(StaffBooking, "until")
+    )
+    for user_id, b, u in staff_rows:
+        index.add_seconds(("staff", user_id), b, u)
     away = Unavailability.objects.filter(user__in=people, start__lt=until, end__gt=begin)
     for user_id, b, u in away.values_list("user_id", "start", "end"):
         index.add(("staff", user_id), b, u)
     return index
+
+
+def _epoch(model: type[Model], field: str) -> RawSQL:
+    """Seconds since the epoch of a datetime column, computed by the database (the snapshot
+    reads many rows; floats load far faster than datetimes)."""
+    column = f'"{model._meta.db_table}"."{field}"'  # plain fields: column is the name
+    if connection.vendor == "postgresql":
+        return RawSQL(f"EXTRACT(EPOCH FROM {column})::float8", ())  # noqa: S611
+    return RawSQL(f"(julianday({column}) - 2440587.5) * 86400.0", ())  # noqa: S611
 
 
 def site_assessor_ids(site: Site) -> list[int]:
@@ -142,19 +161,19 @@ def site_rooms(site: Site) -> list[RoomSpec]:
 def course_resources(
     site: Site, dyad: Dyad, busy: BusyIndex, rooms: list[RoomSpec], assessors: list[int]
 ) -> Resources:
+    names: dict[tuple[str, int], str] = {("room", r.id): r.name for r in rooms}
+    for therapist in (dyad.therapist_a, dyad.therapist_b):
+        names[("staff", therapist.pk)] = f"{therapist.get_username()} of {dyad.name}"
     return Resources(
-        rooms=rooms,
-        dyad=dyad.therapist_ids,
-        assessors=assessors,
-        busy=busy,
-        names={("room", r.id): r.name for r in rooms},
+        rooms=rooms, dyad=dyad.therapist_ids, assessors=assessors, busy=busy, names=names
     )
 
 
-def planning_horizon(start: date) -> tuple[datetime, datetime]:
-    """A generous UTC range that holds a whole course (a year and a half) for snapshots."""
+def planning_horizon(start: date, spec: ProtocolSpec) -> tuple[datetime, datetime]:
+    """The UTC range a course can reach (every window at its latest, plus a day on each side
+    for time zones): bookings outside it cannot matter to its planning."""
     begin = datetime.combine(start - timedelta(days=2), datetime.min.time(), UTC)
-    return begin, begin + timedelta(days=550)
+    return begin, begin + timedelta(days=latest_offset(spec) + 4)
 
 
 def course_sessions(course: Course) -> QuerySet[ScheduledSession]:

@@ -153,16 +153,19 @@ def _plan_with_some_dyad(
     else:
         candidates = list(
             Dyad.objects.filter(site=site, active=True)
+            .select_related("therapist_a", "therapist_b")
             .annotate(load=Count("courses", filter=Q(courses__status=Course.Status.ACTIVE)))
             .order_by("load", "name", "pk")
         )
         if not candidates:
             raise _fail("dyad", f"{site.slug} has no active therapist dyad")
-    first, last = selectors.planning_horizon(start)
+    first, last = selectors.planning_horizon(start, spec)
     calendar = selectors.site_calendar(site, first=first.date(), last=last.date())
-    busy = selectors.resources_snapshot(site, dyads=candidates, begin=first, until=last)
     rooms = selectors.site_rooms(site)
     assessors = selectors.site_assessor_ids(site)
+    busy = selectors.resources_snapshot(
+        site, dyads=candidates, begin=first, until=last, assessors=assessors
+    )
     problems: list[str] = []
     for candidate in candidates:
         resources = selectors.course_resources(site, candidate, busy, rooms, assessors)
@@ -299,7 +302,12 @@ def session_reschedule(
         raise _fail("start", "give the time with its UTC offset, e.g. 2027-03-01T09:00:00-05:00")
     course = (
         Course.objects.select_for_update(of=("self",))
-        .select_related("protocol_version__protocol", "participant__site", "dyad")
+        .select_related(
+            "protocol_version__protocol",
+            "participant__site",
+            "dyad__therapist_a",
+            "dyad__therapist_b",
+        )
         .get(pk=session.course_id)
     )
     sessions = list(ScheduledSession.objects.select_for_update().filter(course=course))
@@ -318,21 +326,30 @@ def session_reschedule(
             fixed[s.key] = s.start
             held[s.key] = bookings.get(s.pk, Booking())
     site = course.participant.site
-    first, last = selectors.planning_horizon(course.start_date)
+    first, last = selectors.planning_horizon(course.start_date, spec)
+    # a move with a reason may leave the windows: its dependents can then reach further
+    last = max(last, start + (last - first))
     calendar = selectors.site_calendar(site, first=first.date(), last=last.date())
     dyads = [course.dyad] if course.dyad else []
+    assessors = selectors.site_assessor_ids(site)
     busy = selectors.resources_snapshot(
-        site, dyads=dyads, begin=first, until=last, exclude_course=course
+        site, dyads=dyads, begin=first, until=last, assessors=assessors, exclude_course=course
     )
     resources = None
     if course.dyad is not None:
         resources = selectors.course_resources(
-            site, course.dyad, busy, selectors.site_rooms(site), selectors.site_assessor_ids(site)
+            site, course.dyad, busy, selectors.site_rooms(site), assessors
         )
         resources.party_size = 2 if spec.couples else 1
     try:
         planned = plan_course(
-            spec, course.start_date, calendar, fixed=fixed, resources=resources, held=held
+            spec,
+            course.start_date,
+            calendar,
+            fixed=fixed,
+            resources=resources,
+            held=held,
+            vacant={s.key for s in sessions if not s.is_open},
         )
     except ResourceTaken as exc:
         raise BookingConflict(str(exc)) from exc
@@ -358,6 +375,8 @@ def session_reschedule(
     # each other's old times (the dyad's integration is where the next dosing goes)
     for move in result.moved:
         _release(move.session, why, by)
+    moving = {move.session.pk for move in result.moved}
+    _update_overnight_holds([s for s in sessions if s.pk not in moving], planned, by, why)
     for move in result.moved:
         _apply_move(move, planned, by=by, reason=why)
     if not moved_to.in_window:
@@ -378,6 +397,28 @@ def session_reschedule(
         result.deviations.append(deviation)
     result.applied = True
     return result
+
+
+def _update_overnight_holds(
+    staying: list[ScheduledSession], planned: PlannedCourse, by: User | None, reason: str
+) -> None:
+    """Sessions that stay where they are may still hold their dosing room until a different
+    time: the next-morning session moved."""
+    for session in staying:
+        until = planned.session(session.key).room_until
+        if not session.overnight or until is None:
+            continue
+        for booking in RoomBooking.objects.filter(session=session, active=True).exclude(
+            until=until
+        ):
+            booking.until = until
+            try:
+                with transaction.atomic():
+                    _save(booking, by, reason)
+            except IntegrityError as exc:
+                raise BookingConflict(
+                    f"{session.key}: the dosing room is taken until the next-morning session"
+                ) from exc
 
 
 def _current_bookings(sessions: list[ScheduledSession]) -> dict[int, Booking]:

@@ -50,16 +50,29 @@ def test_enrolment_books_every_session(site_a, coordinator_a) -> None:
     assert len(sessions) == 36
     dosing = [s for s in sessions if s.kind == "dosing"]
     assert all(s.room and s.room.kind == "dosing" for s in dosing)
-    hold = RoomBooking.objects.get(session=dosing[0])
+    first = next(s for s in dosing if s.key == "dosing-1")
     morning = ScheduledSession.objects.get(course=course, key="integration-1a")
-    assert hold.until == morning.end
-    assert morning.room_id == dosing[0].room_id
+    assert local(morning.start) == datetime(2027, 3, 25, 9, tzinfo=NEW_YORK)
+    assert morning.room_id == first.room_id
+    # dosing-1 holds its room until integration-1a starts; integration-1a books the same room
+    # for itself: one after the other, no gap, no overlap
+    [hold] = RoomBooking.objects.filter(session=first)
+    assert (hold.room_id, hold.begin, hold.until, hold.active) == (
+        first.room_id,
+        first.start,
+        morning.start,
+        True,
+    )
+    [own] = RoomBooking.objects.filter(session=morning)
+    assert (own.room_id, own.begin, own.until, own.active) == (
+        first.room_id,
+        morning.start,
+        morning.end,
+        True,
+    )
     assert course.dyad is not None
     dyad = set(course.dyad.therapist_ids)
-    assert (
-        set(StaffBooking.objects.filter(session=dosing[0]).values_list("user_id", flat=True))
-        == dyad
-    )
+    assert set(StaffBooking.objects.filter(session=first).values_list("user_id", flat=True)) == dyad
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -160,12 +173,21 @@ def test_rooms_and_staff_follow_each_session_kind(site_a, coordinator_a, mapp_sp
         staff = staff_of(session)
         rooms = list(RoomBooking.objects.filter(session=session))
         if template.timing.next_morning:
-            # the morning after dosing is held in the dosing room, which dosing already holds
+            # the morning after dosing is in the dosing room, with a booking of its own that
+            # starts where the dosing session's hold ends
             assert template.timing.anchor is not None
             dosing = by_key[template.timing.anchor]
             assert session.room_id == dosing.room_id
-            assert rooms == []
-            assert RoomBooking.objects.get(session=dosing).until == session.end
+            assert local(session.start).date() == local(dosing.start).date() + timedelta(days=1)
+            assert [(r.room_id, r.begin, r.until, r.active) for r in rooms] == [
+                (dosing.room_id, session.start, session.end, True)
+            ], session.key
+            [hold] = RoomBooking.objects.filter(session=dosing)
+            assert (hold.room_id, hold.begin, hold.until) == (
+                dosing.room_id,
+                dosing.start,
+                session.start,
+            ), session.key
         elif template.room == RoomNeed.THERAPY_ROOM:
             assert session.room is not None and session.room.kind == "therapy", session.key
             assert [(r.room_id, r.begin, r.until) for r in rooms] == [
@@ -174,7 +196,11 @@ def test_rooms_and_staff_follow_each_session_kind(site_a, coordinator_a, mapp_sp
         elif template.room == RoomNeed.DOSING_ROOM_OVERNIGHT:
             assert session.room is not None and session.room.kind == "dosing"
             assert session.room.overnight_places >= 1
-            assert [(r.room_id, r.begin) for r in rooms] == [(session.room_id, session.start)]
+            # held from its start until its next-morning session starts (checked there)
+            assert [(r.room_id, r.begin, r.active) for r in rooms] == [
+                (session.room_id, session.start, True)
+            ]
+            assert rooms[0].until > session.end
         else:
             assert session.room is None and rooms == [], session.key
         if template.staffing == Staffing.THERAPIST_DYAD:
@@ -302,22 +328,17 @@ def _away_for_the_first_month(dyad: Dyad) -> None:
 
 def test_the_only_dyad_unavailable_names_the_session_and_the_dyad(db, coordinator_a) -> None:
     site = make_site("c", dyads=1)
-    _away_for_the_first_month(Dyad.objects.get(site=site))
+    dyad = Dyad.objects.get(site=site)
+    _away_for_the_first_month(dyad)
     before = counts()
     with pytest.raises(SchedulingError) as caught:
         enrol(site, "P-001", coordinator_a)
     text = " ".join(caught.value.errors["start_date"])
     assert "prep-1" in text
-    assert "(dyad) is busy" in text
+    assert f"{dyad.therapist_a.username} of {dyad.name} is busy" in text
     assert counts() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: with a single dyad the error reads 'staff <id> (dyad) is busy': it names "
-    "neither the dyad nor the therapist (Resources.names only holds rooms)",
-)
 def test_the_only_dyad_unavailable_names_the_dyad_by_name(db, coordinator_a) -> None:
     site = make_site("c", dyads=1)
     dyad = Dyad.objects.get(site=site)
@@ -325,7 +346,9 @@ def test_the_only_dyad_unavailable_names_the_dyad_by_name(db, coordinator_a) -> 
     with pytest.raises(SchedulingError) as caught:
         enrol(site, "P-001", coordinator_a)
     text = " ".join(caught.value.errors["start_date"])
-    assert dyad.name in text or dyad.therapist_a.username in text
+    # the therapist's username and the dyad's name (the one away is therapist a)
+    assert "c-t1a of c dyad 1 is busy" in text
+    assert "staff " not in text
 
 
 # --- public holidays -----------------------------------------------------------------------
@@ -346,12 +369,8 @@ def test_us_public_holidays_close_a_us_site(db, coordinator_a) -> None:
     assert local(prep_2.start) == datetime(2027, 7, 6, 10, tzinfo=NEW_YORK)
     assert "closure" in prep_2.plan_reason
     # the same dates at a site without a country: prep-2 is on the Monday
-    plain = enrol(site_a_like(), "P-002", coordinator_a, start=start)
+    plain = enrol(make_site("plain"), "P-002", coordinator_a, start=start)
     assert local(ScheduledSession.objects.get(course=plain, key="prep-2").start).date() == observed
-
-
-def site_a_like() -> Site:
-    return make_site("plain")
 
 
 def test_start_on_a_us_holiday_is_refused(db, coordinator_a) -> None:
@@ -363,3 +382,21 @@ def test_start_on_a_us_holiday_is_refused(db, coordinator_a) -> None:
         enrol(site, "P-001", coordinator_a, start=date(2027, 7, 5))
     assert "prep-1" in " ".join(caught.value.errors["start_date"])
     assert counts() == before
+
+
+def test_a_london_site_keeps_wall_clock_times_across_the_clock_change(
+    site_b, coordinator_b, mapp_spec
+) -> None:
+    london = ZoneInfo("Europe/London")
+    course = enrol(site_b, "P-001", coordinator_b)  # UK clocks go forward on 2027-03-28
+    templates = occurrences(mapp_spec)
+    offsets = set()
+    for session in ScheduledSession.objects.filter(course=course):
+        start = session.start.astimezone(london)
+        assert start.time() == templates[session.key][0].start_time, session.key
+        offsets.add(start.utcoffset())
+    assert offsets == {timedelta(0), timedelta(hours=1)}
+    dosing = ScheduledSession.objects.get(course=course, key="dosing-1")
+    assert dosing.start == datetime(2027, 3, 24, 9, tzinfo=UTC)  # 09:00 GMT
+    morning = ScheduledSession.objects.get(course=course, key="integration-2a")
+    assert morning.start.astimezone(london).utcoffset() == timedelta(hours=1)  # BST
