@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from dateutil import tz
 
 from protocol.spec import THERAPY_KINDS, Kind, ProtocolSpec, SessionSpec
-from scheduling.resources import NO_BOOKING, Booking, Resources
+from scheduling.resources import NO_BOOKING, Booking, BusyIndex, Resources
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MONDAY_TO_FRIDAY = frozenset(range(5))
@@ -161,16 +161,29 @@ def plan_course(
     if unknown:
         raise PlanningError(f"fixed sessions not in the protocol: {', '.join(unknown)}")
     zone = calendar.zone
-    planner = _Planner(spec, calendar, zone, fixed, resources, held or {}, frozenset(vacant))
-    anchor_days: dict[str, date] = {}
-    for template in spec.placement_order():
-        anchor_day = (
-            start if template.timing.anchor is None else anchor_days[template.timing.anchor]
+    not_before: dict[str, date] = {}
+    first_error: PlanningError | None = None
+    for _ in range(MAX_BACKTRACKS + 1):
+        if resources is not None:
+            resources.own = BusyIndex()
+        planner = _Planner(
+            spec, calendar, zone, fixed, resources, held or {}, frozenset(vacant), not_before
         )
-        for occurrence in range(1, template.repeat_count + 1):
-            placed = planner.place(template, occurrence, anchor_day)
-            if occurrence == 1:
-                anchor_days[template.key] = placed.start.date()
+        try:
+            _place_all(planner, spec, start)
+            break
+        except PlanningError as exc:
+            # A session with a one-day window (a check-in, the next morning) fails whatever
+            # else moves, unless its anchor moves: try the anchor one day later, inside its
+            # own window. If that does not work out, the first failure is the one to report.
+            first_error = first_error or exc
+            anchor = planner.rigid_anchor(exc.session)
+            if anchor is None:
+                raise first_error from None
+            not_before[anchor] = planner.days[anchor] + timedelta(days=1)
+    else:
+        assert first_error is not None
+        raise first_error
     kept = _close_overnight_holds(planner.placed, spec)
     sessions = tuple(sorted(kept, key=lambda s: (s.start.astimezone(UTC), s.key)))
     course = PlannedCourse(spec.slug, spec.version, calendar.timezone, start, sessions)
@@ -181,6 +194,20 @@ def plan_course(
             f"protocol's maximum of {spec.span_max_weeks} weeks"
         )
     return course
+
+
+#: how often a course may move an anchor later to make room for a one-day-window dependent
+MAX_BACKTRACKS = 12
+
+
+def _place_all(planner: _Planner, spec: ProtocolSpec, start: date) -> None:
+    for template in spec.placement_order():
+        anchor = template.timing.anchor
+        anchor_day = start if anchor is None else planner.days[anchor]
+        for occurrence in range(1, template.repeat_count + 1):
+            placed = planner.place(template, occurrence, anchor_day)
+            if occurrence == 1:
+                planner.days[template.key] = placed.start.date()
 
 
 class _Planner:
@@ -195,9 +222,13 @@ class _Planner:
         resources: Resources | None,
         held: Mapping[str, Booking],
         vacant: frozenset[str],
+        not_before: Mapping[str, date],
     ) -> None:
         self.held = held
         self.vacant = vacant
+        self.not_before = not_before
+        #: the planned local date of each template's first occurrence
+        self.days: dict[str, date] = {}
         self.spec = spec
         self.resources = resources
         self.rooms_by_key: dict[str, int | None] = {}
@@ -246,6 +277,10 @@ class _Planner:
             return self._keep(template, occurrence, key, start, window, reason, booking)
         skipped: list[str] = []
         day = target
+        later = self.not_before.get(template.key)
+        if later is not None and later > day:
+            skipped.append(f"before {_day(later)}: a later session needs this one moved")
+            day = later
         while day <= window_end:
             why_not = self._unsuitable(template, day)
             if why_not is None:
@@ -264,6 +299,28 @@ class _Planner:
             f"{timing.latest_days + shift:+d} days) has no possible day ({'; '.join(skipped)})",
             session=key,
         )
+
+    def rigid_anchor(self, occurrence_key: str | None) -> str | None:
+        """The anchor worth moving when ``occurrence_key`` failed: only for a session whose
+        window is one day, and only an anchor that is planned here (not fixed)."""
+        template = next(
+            (
+                t
+                for t in self.spec.sessions
+                for i in range(t.repeat_count)
+                if t.occurrence_key(i + 1) == occurrence_key
+            ),
+            None,
+        )
+        if template is None or template.timing.anchor is None:
+            return None
+        if template.timing.earliest_days != template.timing.latest_days:
+            return None
+        anchor = self.spec.session(template.timing.anchor)
+        keys = {anchor.occurrence_key(i + 1) for i in range(anchor.repeat_count)}
+        if keys & set(self.fixed) or anchor.key not in self.days:
+            return None
+        return anchor.key
 
     def _unsuitable(self, template: SessionSpec, day: date) -> str | None:
         if template.open_days_apply:

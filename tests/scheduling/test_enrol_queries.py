@@ -119,13 +119,6 @@ def test_a_phone_check_in_moves_to_another_time_when_the_dyad_is_busy_at_ten() -
     assert local.time() >= time(10, 30) or local.time() <= time(9, 15)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SchedulingError,
-    reason="the planner never backtracks: when a session with a one-day window (phone-1.x, "
-    "dosing +2..+6 days) cannot be booked, the course fails instead of trying the anchor "
-    "(dosing-1, window baseline +3..+21 days) on a later day.",
-)
 def test_dosing_moves_later_when_a_check_in_day_has_no_therapist() -> None:
     site = make_site("s", dyads=1)
     day = phone_day(site, FIRST_MONDAY)
