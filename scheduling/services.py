@@ -166,15 +166,17 @@ def _plan_with_some_dyad(
     busy = selectors.resources_snapshot(
         site, dyads=candidates, begin=first, until=last, assessors=assessors
     )
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for candidate in candidates:
         resources = selectors.course_resources(site, candidate, busy, rooms, assessors)
         resources.party_size = 2 if spec.couples else 1
         try:
             return plan_course(spec, start, calendar, resources=resources), candidate
         except PlanningError as exc:
-            problems.append(f"{candidate.name}: {exc}" if len(candidates) > 1 else str(exc))
-    raise SchedulingError({"start_date": problems})
+            problems.append((candidate.name, str(exc)))
+    if len({message for _, message in problems}) == 1:  # the same for every dyad: say it once
+        raise _fail("start_date", problems[0][1])
+    raise SchedulingError({"start_date": [f"{name}: {message}" for name, message in problems]})
 
 
 def _store_sessions(

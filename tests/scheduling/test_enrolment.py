@@ -400,3 +400,21 @@ def test_a_london_site_keeps_wall_clock_times_across_the_clock_change(
     assert dosing.start == datetime(2027, 3, 24, 9, tzinfo=UTC)  # 09:00 GMT
     morning = ScheduledSession.objects.get(course=course, key="integration-2a")
     assert morning.start.astimezone(london).utcoffset() == timedelta(hours=1)  # BST
+
+
+def test_a_failure_shared_by_every_dyad_is_said_once(site_a, coordinator_a) -> None:
+    from scheduling.services import SchedulingError
+
+    saturday = date(2027, 3, 6)
+    with pytest.raises(SchedulingError) as caught:
+        participant_enrol(
+            site=site_a,
+            code="P-SAT",
+            protocol_slug="mapp-ptsd",
+            start_date=saturday,
+            by=coordinator_a,
+        )
+    messages = caught.value.errors["start_date"]
+    assert len(messages) == 1
+    assert messages[0].startswith("prep-1 cannot be planned")
+    assert "Sat 2027-03-06" in messages[0]
