@@ -85,7 +85,10 @@ class ProtocolVersionDetailOutputSerializer(ProtocolVersionOutputSerializer):
 
 class VersionFilterSerializer(serializers.Serializer):
     version = serializers.IntegerField(
-        required=False, min_value=1, help_text="A version number; default: the active version."
+        required=False,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="A version number; default: the active version.",
     )
 
 

@@ -52,6 +52,8 @@ from scheduling.serializers import (
 logger = logging.getLogger("django.request")
 
 M = TypeVar("M", bound=Model)
+#: the largest id a bigint column holds: larger numbers are input errors, not overflows
+MAX_ID = 2**63 - 1
 
 # --- errors --------------------------------------------------------------------------------
 
@@ -245,7 +247,10 @@ class ParticipantListApi(APIView):
         protocol = serializers.SlugField(max_length=50, help_text="Slug of a protocol.")
         start_date = serializers.DateField()
         dyad = serializers.IntegerField(
-            required=False, allow_null=True, help_text="Id of a dyad; default: least busy."
+            max_value=MAX_ID,
+            required=False,
+            allow_null=True,
+            help_text="Id of a dyad; default: least busy.",
         )
         partner_code = serializers.CharField(
             max_length=30, required=False, allow_null=True, help_text="Couples protocols only."
@@ -372,9 +377,12 @@ class SessionListApi(APIView):
     @extend_schema_serializer(component_name="SessionFilter")
     class FilterSerializer(serializers.Serializer):
         site = serializers.SlugField(required=False, help_text="Slug of a site you work at.")
-        room = serializers.IntegerField(required=False, min_value=1)
+        room = serializers.IntegerField(max_value=MAX_ID, required=False, min_value=1)
         therapist = serializers.IntegerField(
-            required=False, min_value=1, help_text="User id of a staff member booked."
+            max_value=MAX_ID,
+            required=False,
+            min_value=1,
+            help_text="User id of a staff member booked.",
         )
         status = serializers.ChoiceField(required=False, choices=ScheduledSession.Status.choices)
 

@@ -931,3 +931,30 @@ def test_a_second_course_of_one_dyad_a_day_later_can_be_planned(client_a, site_a
     assert enrol(client_a, code="P-001", dyad=dyad.pk).status_code == 201
     second = enrol(client_a, code="P-002", dyad=dyad.pk, start_date="2027-03-02")
     assert second.status_code == 201, second.json()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/staff/9223372036854775808/",
+        "/api/sessions/3825044061794460499968/",
+        "/api/participants/99999999999999999999999/sessions/",
+    ],
+)
+def test_a_huge_id_in_the_path_is_404_not_an_overflow(client_a, url) -> None:
+    response = client_a.get(url)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize("param", ["room", "therapist"])
+def test_a_huge_id_in_a_filter_is_a_field_error(client_a, param) -> None:
+    response = client_a.get("/api/sessions/", {param: str(2**63)})
+    assert response.status_code == 400
+    assert param in response.json()
+
+
+def test_a_huge_protocol_version_is_a_field_error(client_a) -> None:
+    response = client_a.get("/api/protocols/mapp-ptsd/", {"version": str(2**40)})
+    assert response.status_code == 400
+    assert "version" in response.json()
