@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path, register_converter
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
@@ -24,9 +25,14 @@ class IdConverter:
 register_converter(IdConverter, "id")
 
 
+@csrf_exempt  # an unknown path is a JSON 404 for every method, not a CSRF page
 def api_not_found(request: HttpRequest) -> JsonResponse:
-    """Unknown paths under /api/ answer JSON too, like every other API error."""
-    return JsonResponse({"detail": "Not found."}, status=404)
+    """Unknown paths under /api/ answer JSON too, like every other API error. Matching every
+    path (slash or not) also keeps Django from redirecting a POST to the slash URL."""
+    detail = "Not found."
+    if not request.path.endswith("/"):
+        detail += " API paths end with a slash."
+    return JsonResponse({"detail": detail}, status=404)
 
 
 api_patterns = [
@@ -64,7 +70,7 @@ api_patterns = [
     path("sessions/<id:pk>/status/", api.SessionStatusApi.as_view(), name="session-status"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
-    re_path(r"^.*/$", api_not_found),  # without the slash, APPEND_SLASH redirects
+    re_path(r"(?s)^.*$", api_not_found),
 ]
 
 urlpatterns = [

@@ -52,6 +52,10 @@ class ProtocolVersionOutputSerializer(serializers.ModelSerializer):
 
 
 class SessionTemplateOutputSerializer(serializers.ModelSerializer):
+    start_time = serializers.TimeField(
+        format="%H:%M", help_text="Preferred local wall-clock time at the site (HH:MM, no offset)."
+    )
+
     class Meta:
         model = SessionTemplate
         fields = [

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Model, Q
+from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from protocol.selectors import ProtocolNotFound, protocol_spec, protocol_version_get
@@ -371,6 +372,15 @@ def session_reschedule(
         if s.key not in held and (p.start != s.start or p.room != s.room_id):
             result.moved.append(Move(s, s.start, p.start, p.end, p.room, p.reason))
     if dry_run:
+        if not moved_to.in_window:  # what applying would record, unsaved
+            result.deviations.append(
+                Deviation(
+                    session=session,
+                    kind=Deviation.Kind.OUTSIDE_WINDOW,
+                    reason=reason.strip(),
+                    created_by=by,
+                )
+            )
         return result
     why = reason or "rescheduled"
     # free every moving session's bookings before rebooking any: a cascade moves sessions into
@@ -486,6 +496,12 @@ def session_set_status(
         raise _fail("status", f"'{status}' is not one of {', '.join(sorted(allowed))}")
     if session.status in TERMINAL:
         raise _fail("status", f"{session.key} is {session.status} already")
+    happened = status in (ScheduledSession.Status.COMPLETED, ScheduledSession.Status.MISSED)
+    if happened and session.start > timezone.now():
+        raise _fail(
+            "status",
+            f"{session.key} starts {session.start:%Y-%m-%d %H:%M} UTC: it cannot be {status} yet",
+        )
     needs_reason = status in (ScheduledSession.Status.CANCELLED, ScheduledSession.Status.MISSED)
     if needs_reason and not reason.strip():
         raise _fail("reason", f"marking a session {status} needs a reason")
