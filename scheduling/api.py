@@ -113,6 +113,10 @@ def _get(queryset: QuerySet[M], request: Request, pk: int) -> M:
     return get_object_or_404(scoped(queryset, request.user), pk=pk)
 
 
+#: "2027-02-30" has the right format but is no date: say so instead of DRF's "wrong format"
+REAL_DATE = {"invalid": "Not a real date; use YYYY-MM-DD, e.g. 2027-03-01."}
+
+
 class AwareDateTimeField(serializers.DateTimeField):
     """An ISO 8601 date-time that must carry its UTC offset: a clinic's local wall time is
     ambiguous without it, and DRF would otherwise read it as UTC."""
@@ -256,7 +260,7 @@ class ParticipantListApi(APIView):
         code = serializers.CharField(max_length=30)
         site = serializers.SlugField(max_length=50, help_text="Slug of a site you work at.")
         protocol = serializers.SlugField(max_length=50, help_text="Slug of a protocol.")
-        start_date = serializers.DateField()
+        start_date = serializers.DateField(error_messages=REAL_DATE)
         dyad = serializers.IntegerField(
             max_value=MAX_ID,
             required=False,
@@ -401,10 +405,14 @@ class SessionListApi(APIView):
             fields: dict[str, serializers.Field] = super().get_fields()
             # "from" is a Python keyword, so these two cannot be class attributes
             fields["from"] = serializers.DateField(
-                required=False, help_text="First local date at the site (inclusive)."
+                required=False,
+                error_messages=REAL_DATE,
+                help_text="First local date at the site (inclusive).",
             )
             fields["to"] = serializers.DateField(
-                required=False, help_text="Last local date at the site (inclusive)."
+                required=False,
+                error_messages=REAL_DATE,
+                help_text="Last local date at the site (inclusive).",
             )
             return fields
 
