@@ -70,7 +70,7 @@ api_patterns = [
     path("sessions/<id:pk>/status/", api.SessionStatusApi.as_view(), name="session-status"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
-    re_path(r"(?s)^.*$", api_not_found),
+    re_path(r"^[\s\S]*$", api_not_found),  # newlines too
 ]
 
 urlpatterns = [

@@ -28,7 +28,7 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
     inline_serializer,
 )
-from rest_framework import exceptions, parsers, serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -56,17 +56,6 @@ M = TypeVar("M", bound=Model)
 MAX_ID = 2**63 - 1
 
 # --- errors --------------------------------------------------------------------------------
-
-
-class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, but absurdly deep nesting is a 400 like any other bad JSON (the
-    standard library raises RecursionError, which DRF does not turn into a ParseError)."""
-
-    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
 
 
 class Conflict(exceptions.APIException):

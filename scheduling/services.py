@@ -26,7 +26,13 @@ from scheduling.models import (
     Site,
     StaffBooking,
 )
-from scheduling.planning import PlannedCourse, PlanningError, ResourceTaken, plan_course
+from scheduling.planning import (
+    PlannedCourse,
+    PlannedSession,
+    PlanningError,
+    ResourceTaken,
+    plan_course,
+)
 from scheduling.resources import Booking
 
 ModelT = TypeVar("ModelT", bound=Model)
@@ -373,14 +379,7 @@ def session_reschedule(
             result.moved.append(Move(s, s.start, p.start, p.end, p.room, p.reason))
     if dry_run:
         if not moved_to.in_window:  # what applying would record, unsaved
-            result.deviations.append(
-                Deviation(
-                    session=session,
-                    kind=Deviation.Kind.OUTSIDE_WINDOW,
-                    reason=reason.strip(),
-                    created_by=by,
-                )
-            )
+            result.deviations.append(_window_deviation(session, moved_to, reason, by))
         return result
     why = reason or "rescheduled"
     # free every moving session's bookings before rebooking any: a cascade moves sessions into
@@ -392,23 +391,25 @@ def session_reschedule(
     for move in result.moved:
         _apply_move(move, planned, by=by, reason=why)
     if not moved_to.in_window:
-        deviation = _save(
-            Deviation(
-                session=session,
-                kind=Deviation.Kind.OUTSIDE_WINDOW,
-                reason=reason.strip(),
-                detail=(
-                    f"moved to {moved_to.start:%Y-%m-%d %H:%M %Z}; window "
-                    f"{moved_to.window_start.isoformat()} to {moved_to.window_end.isoformat()}"
-                ),
-                created_by=by,
-            ),
-            by,
-            reason,
-        )
+        deviation = _save(_window_deviation(session, moved_to, reason, by), by, reason)
         result.deviations.append(deviation)
     result.applied = True
     return result
+
+
+def _window_deviation(
+    session: ScheduledSession, moved_to: PlannedSession, reason: str, by: User | None
+) -> Deviation:
+    return Deviation(
+        session=session,
+        kind=Deviation.Kind.OUTSIDE_WINDOW,
+        reason=reason.strip(),
+        detail=(
+            f"moved to {moved_to.start:%Y-%m-%d %H:%M %Z}; window "
+            f"{moved_to.window_start.isoformat()} to {moved_to.window_end.isoformat()}"
+        ),
+        created_by=by,
+    )
 
 
 def _update_overnight_holds(

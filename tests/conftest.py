@@ -4,10 +4,12 @@ present in every test database (they load after migrate)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 
 from protocol.spec import ProtocolSpec, parse_document
 
@@ -27,6 +29,12 @@ def mapp_spec() -> ProtocolSpec:
 @pytest.fixture(scope="session")
 def couples_spec() -> ProtocolSpec:
     return parse_document(shipped_document("mdma-cbct-couples"))
+
+
+def once_over(session: Any) -> time_machine.travel:
+    """Travel, with the clock stopped, to a minute after ``session`` ends: a session can be
+    marked completed or missed only once it has started, and the suite's courses lie ahead."""
+    return time_machine.travel(session.end + timedelta(minutes=1), tick=False)
 
 
 # --- personas and sites --------------------------------------------------------------------

@@ -87,6 +87,19 @@ def test_detail_is_the_active_version_with_its_sessions(client_a) -> None:
     assert named.json() == data
 
 
+def test_session_templates_give_their_start_time_as_hours_and_minutes(client_a) -> None:
+    active = protocol_version_get(slug="mapp-ptsd")
+
+    sessions = client_a.get("/api/protocols/mapp-ptsd/").json()["sessions"]
+
+    templates = SessionTemplate.objects.filter(version=active).order_by("position")
+    assert [s["start_time"] for s in sessions] == [
+        t.start_time.strftime("%H:%M") for t in templates
+    ]
+    assert sessions[0]["start_time"] == "10:00"  # as the protocol document writes it
+    assert {s["start_time"] for s in sessions} >= {"09:00", "10:00"}
+
+
 def test_export_is_the_protocol_document(client_a) -> None:
     version = protocol_version_get(slug="mapp-ptsd")
 

@@ -25,7 +25,7 @@ from scheduling.models import (
     Unavailability,
 )
 from scheduling.services import participant_enrol, session_set_status
-from tests.conftest import make_site, make_staff
+from tests.conftest import make_site, make_staff, once_over
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,8 @@ def course(db: Any) -> Course:
         by=coordinator,
     )
     session = ScheduledSession.objects.get(course=course, key="phone-1.2")
-    session_set_status(session=session, status="missed", by=coordinator, reason="no answer")
+    with once_over(session):
+        session_set_status(session=session, status="missed", by=coordinator, reason="no answer")
     Unavailability.objects.create(
         user=course.dyad.therapist_a,  # type: ignore[union-attr]
         start=session.start,

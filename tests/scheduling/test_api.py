@@ -6,11 +6,14 @@ database rows, never copied from an earlier response."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
@@ -89,6 +92,15 @@ def enrolled(client_a: APIClient) -> dict[str, Any]:
     assert response.status_code == 201, response.json()
     data: dict[str, Any] = response.json()
     return data
+
+
+@contextmanager
+def signed_in_at(moment: datetime, client: APIClient, user: Any) -> Iterator[None]:
+    """The clock stopped at ``moment`` and ``client`` signed in afresh: the suite's courses lie
+    ahead, and a login from today would have expired by the time they take place."""
+    with time_machine.travel(moment, tick=False):
+        client.force_login(user)
+        yield
 
 
 def counts() -> dict[str, int]:
@@ -646,19 +658,35 @@ def test_leaving_the_window_needs_a_reason_and_records_a_deviation(
     assert snapshot(session) == before
     assert counts() == rows
 
-    moved = client_a.post(
-        url, {"start": outside.isoformat(), "reason": "participant travelling"}, format="json"
-    )
+    body = {"start": outside.isoformat(), "reason": " participant travelling "}
+    dry = client_a.post(url, {**body, "dry_run": True}, format="json")
+
+    # the dry run shows the deviation that applying would record, unsaved
+    assert dry.status_code == 200, dry.json()
+    assert dry.json()["applied"] is False
+    assert dry.json()["deviations"] == [
+        {
+            "id": None,
+            "kind": "outside_window",
+            "reason": "participant travelling",
+            "session": session.pk,
+            "created_by": coordinator_a.pk,
+            "created_at": None,
+        }
+    ]
+    assert snapshot(session) == before
+    assert counts() == rows
+    assert not Deviation.history.exists()
+
+    moved = client_a.post(url, body, format="json")
 
     assert moved.status_code == 200, moved.json()
+    assert moved.json()["moved"] == dry.json()["moved"]
     [deviation] = moved.json()["deviations"]
     row = Deviation.objects.get()
     assert deviation == {
+        **dry.json()["deviations"][0],
         "id": row.pk,
-        "kind": "outside_window",
-        "reason": "participant travelling",
-        "session": session.pk,
-        "created_by": coordinator_a.pk,
         "created_at": deviation["created_at"],
     }
     assert datetime.fromisoformat(deviation["created_at"]) == row.created_at
@@ -745,7 +773,7 @@ def test_cancel_needs_a_reason(enrolled, client_a, coordinator_a) -> None:
     assert set(again.json()) == {"status"}
 
 
-def test_status_changes_with_and_without_a_reason(enrolled, client_a) -> None:
+def test_status_changes_with_and_without_a_reason(enrolled, client_a, coordinator_a) -> None:
     first = session_row("P-001", "prep-1")
     second = session_row("P-001", "prep-2")
 
@@ -756,23 +784,63 @@ def test_status_changes_with_and_without_a_reason(enrolled, client_a) -> None:
     assert confirmed.json()["status"] == "confirmed"
     assert confirmed.json()["therapists"] == active_staff(first.pk) != []
 
-    completed = client_a.post(
-        f"/api/sessions/{first.pk}/status/", {"status": "completed"}, format="json"
-    )
-    assert completed.json()["status"] == "completed"
-    assert Deviation.objects.count() == 0
+    # both sessions are over: they can be completed and missed now
+    with signed_in_at(second.end + timedelta(minutes=1), client_a, coordinator_a):
+        completed = client_a.post(
+            f"/api/sessions/{first.pk}/status/", {"status": "completed"}, format="json"
+        )
+        assert completed.status_code == 200, completed.json()
+        assert completed.json()["status"] == "completed"
+        assert Deviation.objects.count() == 0
 
-    url = f"/api/sessions/{second.pk}/status/"
-    before = snapshot(second)
-    refused = client_a.post(url, {"status": "missed"}, format="json")
-    assert refused.status_code == 400
-    assert set(refused.json()) == {"reason"}
-    assert snapshot(second) == before
+        url = f"/api/sessions/{second.pk}/status/"
+        before = snapshot(second)
+        refused = client_a.post(url, {"status": "missed"}, format="json")
+        assert refused.status_code == 400
+        assert set(refused.json()) == {"reason"}
+        assert snapshot(second) == before
 
-    missed = client_a.post(url, {"status": "missed", "reason": "no show"}, format="json")
-    assert missed.status_code == 200
-    assert missed.json()["status"] == "missed"
-    assert Deviation.objects.get(session=second).kind == "missed"
+        missed = client_a.post(url, {"status": "missed", "reason": "no show"}, format="json")
+        assert missed.status_code == 200, missed.json()
+        assert missed.json()["status"] == "missed"
+        assert Deviation.objects.get(session=second).kind == "missed"
+
+
+@pytest.mark.parametrize("status", ["completed", "missed"])
+def test_a_session_that_has_not_started_cannot_be_completed_or_missed(
+    status, enrolled, client_a, coordinator_a
+) -> None:
+    session = session_row("P-001", "dosing-1")
+    url = f"/api/sessions/{session.pk}/status/"
+    before, rows, staff = snapshot(session), counts(), active_staff(session.pk)
+
+    for moment in (session.start - timedelta(days=1), session.start - timedelta(seconds=1)):
+        with signed_in_at(moment, client_a, coordinator_a):
+            refused = client_a.post(url, {"status": status, "reason": "no show"}, format="json")
+        assert refused.status_code == 400
+        assert set(refused.json()) == {"status"}
+        assert f"cannot be {status} yet" in refused.json()["status"][0]
+        assert snapshot(session) == before
+        assert counts() == rows
+        assert active_staff(session.pk) == staff != []
+
+    with signed_in_at(session.start + timedelta(seconds=1), client_a, coordinator_a):
+        started = client_a.post(url, {"status": status, "reason": "no show"}, format="json")
+    assert started.status_code == 200, started.json()
+    assert started.json()["status"] == status
+
+
+def test_a_session_that_has_not_started_can_still_be_cancelled(
+    enrolled, client_a, coordinator_a
+) -> None:
+    session = session_row("P-001", "dosing-1")
+    with signed_in_at(session.start - timedelta(days=1), client_a, coordinator_a):
+        response = client_a.post(
+            f"/api/sessions/{session.pk}/cancel/", {"reason": "participant unwell"}, format="json"
+        )
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "cancelled"
+    assert Deviation.objects.get(session=session).kind == "cancelled"
 
 
 @pytest.mark.parametrize("body", [{"status": "planned"}, {"status": "bogus"}, {}, {"status": 3}])
@@ -881,6 +949,58 @@ def test_unknown_api_paths_answer_json(client_a) -> None:
     response = client_a.get("/api/no-such-thing/")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 2000 + "]" * 2000, '{"code": ' * 2000 + "1" + "}" * 2000],
+    ids=["arrays", "objects"],
+)
+def test_json_nested_absurdly_deep_is_400_not_500(body, client_a, site_a) -> None:
+    response = client_a.generic("POST", "/api/participants/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert "JSON parse error" in response.json()["detail"]
+    assert counts() == dict.fromkeys(counts(), 0)
+
+
+def test_an_action_without_the_trailing_slash_is_a_json_404_and_changes_nothing(
+    enrolled, client_a
+) -> None:
+    session = session_row("P-001", "dosing-1")
+    before, rows = snapshot(session), counts()
+
+    response = client_a.post(
+        f"/api/sessions/{session.pk}/cancel", {"reason": "participant unwell"}, format="json"
+    )
+
+    assert response.status_code == 404  # not Django's APPEND_SLASH error, not a redirect
+    assert response["Content-Type"] == "application/json"
+    assert "slash" in response.json()["detail"]
+    assert snapshot(session) == before
+    assert counts() == rows
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+@pytest.mark.parametrize("url", ["/api/nope/", "/api/sessions/1/nope/", "/api/nope"])
+def test_unknown_api_paths_answer_json_to_any_method_without_a_csrf_token(
+    method, url, coordinator_a
+) -> None:
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(coordinator_a)  # a browser's session, which sends no CSRF token here
+    response = getattr(client, method)(url, {"reason": "x"}, format="json")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith("Not found.")
+    assert ("slash" in response.json()["detail"]) == (not url.endswith("/"))
+
+
+@pytest.mark.parametrize("url", ["/api/dyads/a%0Ab/", "/api/dyads/1%0A/", "/api/%0A"])
+def test_a_path_with_an_encoded_newline_is_a_json_404(url, client_a) -> None:
+    response = client_a.get(url)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith("Not found.")
 
 
 # --- the OpenAPI schema --------------------------------------------------------------------

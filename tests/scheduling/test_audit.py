@@ -19,6 +19,7 @@ from scheduling.models import (
     StaffBooking,
 )
 from scheduling.services import participant_enrol, session_reschedule, session_set_status
+from tests.conftest import once_over
 
 pytestmark = pytest.mark.django_db
 
@@ -143,12 +144,9 @@ def test_nothing_is_hard_deleted(course, coordinator_a) -> None:
     prep = ScheduledSession.objects.get(course=course, key="prep-2")
     counts = {m.__name__: m.objects.count() for m in CLINICAL}
     session_set_status(session=prep, status="cancelled", by=coordinator_a, reason="flu")
-    session_set_status(
-        session=ScheduledSession.objects.get(course=course, key="prep-3"),
-        status="missed",
-        by=coordinator_a,
-        reason="no show",
-    )
+    missed = ScheduledSession.objects.get(course=course, key="prep-3")
+    with once_over(missed):
+        session_set_status(session=missed, status="missed", by=coordinator_a, reason="no show")
     after = {m.__name__: m.objects.count() for m in CLINICAL}
     assert after == counts | {"Deviation": 2}
     assert ScheduledSession.objects.filter(pk=prep.pk, status="cancelled").exists()

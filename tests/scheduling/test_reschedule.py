@@ -31,7 +31,7 @@ from scheduling.services import (
     session_reschedule,
     session_set_status,
 )
-from tests.conftest import make_site
+from tests.conftest import make_site, once_over
 from tests.scheduling.test_booking import overlapping_active_bookings
 
 pytestmark = pytest.mark.django_db
@@ -296,6 +296,51 @@ def test_outside_the_window_with_a_reason_records_a_deviation(site_a, coordinato
     assert Deviation.objects.count() == 1
 
 
+def test_a_dry_run_outside_the_window_shows_the_deviation_and_stores_none(
+    site_a, coordinator_a
+) -> None:
+    course = enrol(site_a, "P-001", coordinator_a)
+    dosing, outside = _outside(course)
+    before = db_state()
+
+    preview = session_reschedule(
+        session=dosing,
+        start=outside,
+        by=coordinator_a,
+        reason=" participant in hospital ",
+        dry_run=True,
+    )
+
+    assert db_state() == before  # no Deviation row, no history, nothing moved
+    assert preview.applied is False
+    [unsaved] = preview.deviations
+    assert unsaved._state.adding  # never saved: no id, no time recorded yet
+    fields: Any = unsaved  # (the stubs type both as always set)
+    assert (fields.pk, fields.created_at) == (None, None)
+    assert (unsaved.session_id, unsaved.kind, unsaved.reason, unsaved.created_by) == (
+        dosing.pk,
+        Deviation.Kind.OUTSIDE_WINDOW,
+        "participant in hospital",
+        coordinator_a,
+    )
+
+    applied = session_reschedule(
+        session=dosing, start=outside, by=coordinator_a, reason=" participant in hospital "
+    )
+
+    [stored] = applied.deviations
+    assert stored == Deviation.objects.get()
+    assert (stored.session_id, stored.kind, stored.reason, stored.created_by) == (
+        unsaved.session_id,
+        unsaved.kind,
+        unsaved.reason,
+        unsaved.created_by,
+    )
+    assert [(m.session.key, m.new_start) for m in applied.moved] == [
+        (m.session.key, m.new_start) for m in preview.moved
+    ]
+
+
 # --- conflicts -----------------------------------------------------------------------------
 
 
@@ -339,7 +384,8 @@ def test_moving_onto_a_taken_dosing_room_is_a_conflict(db, coordinator_a) -> Non
 def test_a_closed_session_cannot_move(site_a, coordinator_a, status) -> None:
     course = enrol(site_a, "P-001", coordinator_a)
     prep = ScheduledSession.objects.get(course=course, key="prep-3")
-    session_set_status(session=prep, status=status, by=coordinator_a, reason="for the test")
+    with once_over(prep):
+        session_set_status(session=prep, status=status, by=coordinator_a, reason="for the test")
     before = db_state()
     with pytest.raises(SchedulingError) as caught:
         session_reschedule(

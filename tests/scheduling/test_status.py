@@ -3,11 +3,12 @@ missed need a reason, free the room and staff and record a deviation; terminal s
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.db import IntegrityError, transaction
 
 from scheduling.models import (
@@ -21,7 +22,7 @@ from scheduling.models import (
 )
 from scheduling.selectors import resources_snapshot
 from scheduling.services import SchedulingError, participant_enrol, session_set_status
-from tests.conftest import make_site
+from tests.conftest import make_site, once_over
 from tests.scheduling.test_booking import overlapping_active_bookings
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +81,8 @@ def test_confirm_then_complete_keeps_the_bookings(course, coordinator_a) -> None
     assert active_bookings(prep) == (1, 2)
     confirmed = session_set_status(session=prep, status="confirmed", by=coordinator_a)
     assert (confirmed.status, confirmed.sequence) == ("confirmed", 1)
-    completed = session_set_status(session=prep, status="completed", by=coordinator_a)
+    with once_over(prep):
+        completed = session_set_status(session=prep, status="completed", by=coordinator_a)
     prep.refresh_from_db()
     assert (prep.status, prep.sequence) == (completed.status, completed.sequence)
     assert (prep.status, prep.sequence) == ("completed", 2)
@@ -90,7 +92,8 @@ def test_confirm_then_complete_keeps_the_bookings(course, coordinator_a) -> None
 
 def test_a_planned_session_can_be_completed_directly(course, coordinator_a) -> None:
     baseline = session(course, "baseline")
-    session_set_status(session=baseline, status="completed", by=coordinator_a)
+    with once_over(baseline):
+        session_set_status(session=baseline, status="completed", by=coordinator_a)
     baseline.refresh_from_db()
     assert baseline.status == "completed"
     assert active_bookings(baseline) == (0, 1)  # a remote assessor, no room
@@ -101,7 +104,7 @@ def test_a_planned_session_can_be_completed_directly(course, coordinator_a) -> N
 def test_cancel_and_missed_need_a_reason(course, coordinator_a, status, reason) -> None:
     prep = session(course, "prep-2")
     before = snapshot()
-    with pytest.raises(SchedulingError) as caught:
+    with once_over(prep), pytest.raises(SchedulingError) as caught:
         session_set_status(session=prep, status=status, by=coordinator_a, reason=reason)
     assert set(caught.value.errors) == {"reason"}
     assert status in caught.value.errors["reason"][0]
@@ -114,9 +117,10 @@ def test_cancel_and_missed_free_room_and_staff_and_record_a_deviation(
 ) -> None:
     prep = session(course, "prep-2")
     other = session(course, "prep-3")
-    session_set_status(
-        session=prep, status=status, by=coordinator_a, reason="  participant unwell "
-    )
+    with once_over(prep):
+        session_set_status(
+            session=prep, status=status, by=coordinator_a, reason="  participant unwell "
+        )
     prep.refresh_from_db()
     assert (prep.status, prep.sequence) == (status, 1)
     assert active_bookings(prep) == (0, 0)
@@ -156,13 +160,58 @@ def test_a_cancelled_sessions_room_and_dyad_are_free_again(site_a, course, coord
 @pytest.mark.parametrize("then", ["confirmed", "completed", "cancelled", "missed"])
 def test_terminal_statuses_cannot_change(course, coordinator_a, terminal, then) -> None:
     prep = session(course, "prep-1")
-    session_set_status(session=prep, status=terminal, by=coordinator_a, reason="first")
-    before = snapshot()
-    with pytest.raises(SchedulingError) as caught:
-        session_set_status(session=prep, status=then, by=coordinator_a, reason="second")
+    with once_over(prep):  # the session is over: only its terminal status stands in the way
+        session_set_status(session=prep, status=terminal, by=coordinator_a, reason="first")
+        before = snapshot()
+        with pytest.raises(SchedulingError) as caught:
+            session_set_status(session=prep, status=then, by=coordinator_a, reason="second")
     assert set(caught.value.errors) == {"status"}
-    assert terminal in caught.value.errors["status"][0]
+    assert f"is {terminal} already" in caught.value.errors["status"][0]
     assert snapshot() == before
+
+
+# --- sessions that have not happened yet ---------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["completed", "missed"])
+def test_a_future_session_cannot_be_completed_or_missed(course, coordinator_a, status) -> None:
+    prep = session(course, "prep-1")
+    before = snapshot()
+    for moment in (prep.start - timedelta(days=1), prep.start - timedelta(seconds=1)):
+        with time_machine.travel(moment, tick=False), pytest.raises(SchedulingError) as caught:
+            session_set_status(session=prep, status=status, by=coordinator_a, reason="no show")
+        assert set(caught.value.errors) == {"status"}
+        assert f"cannot be {status} yet" in caught.value.errors["status"][0]
+        assert snapshot() == before
+    prep.refresh_from_db()
+    assert (prep.status, prep.sequence) == ("planned", 0)
+    assert active_bookings(prep) == (1, 2)
+    assert not Deviation.objects.exists()
+
+
+@pytest.mark.parametrize("status", ["completed", "missed"])
+@pytest.mark.parametrize("after_start", [timedelta(0), timedelta(seconds=1)])
+def test_a_session_can_be_completed_or_missed_once_it_has_started(
+    course, coordinator_a, status, after_start
+) -> None:
+    prep = session(course, "prep-1")
+    assert prep.start + after_start < prep.end  # still under way
+    with time_machine.travel(prep.start + after_start, tick=False):
+        session_set_status(session=prep, status=status, by=coordinator_a, reason="no show")
+    prep.refresh_from_db()
+    assert (prep.status, prep.sequence) == (status, 1)
+    assert Deviation.objects.filter(session=prep).count() == (1 if status == "missed" else 0)
+
+
+def test_a_session_that_lies_ahead_can_be_confirmed_and_cancelled(course, coordinator_a) -> None:
+    prep = session(course, "prep-2")
+    with time_machine.travel(prep.start - timedelta(days=7), tick=False):
+        session_set_status(session=prep, status="confirmed", by=coordinator_a)
+        session_set_status(session=prep, status="cancelled", by=coordinator_a, reason="moved away")
+    prep.refresh_from_db()
+    assert (prep.status, prep.sequence) == ("cancelled", 2)
+    assert active_bookings(prep) == (0, 0)
+    assert Deviation.objects.get().kind == "cancelled"
 
 
 @pytest.mark.parametrize("status", ["done", "planned", "", "CANCELLED"])
