@@ -124,9 +124,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise expects it to exist
-STATICFILES_DIRS: list[Path] = []
+STATICFILES_DIRS: list[Path] = [BASE_DIR / "static"]
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "today"
+LOGOUT_REDIRECT_URL = "login"
 
 # Token first: an unauthenticated API call then answers 401 with WWW-Authenticate: Token.
 REST_FRAMEWORK = {

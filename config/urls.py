@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path, register_converter
 from django.views.decorators.csrf import csrf_exempt
@@ -8,6 +9,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 from config import views
 from protocol import api as protocol_api
 from scheduling import api
+from scheduling import views as scheduling_views
 
 
 class IdConverter:
@@ -74,7 +76,10 @@ api_patterns = [
 ]
 
 urlpatterns = [
-    path("", views.landing, name="landing"),
+    path("", scheduling_views.landing, name="landing"),
+    path("today/", scheduling_views.today, name="today"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"))),

@@ -376,17 +376,20 @@ class _Planner:
         hold_until = free_until = until
         next_day = start.date() + timedelta(days=1)
         for dependent in self.morning_after.get(template.key, ()):
-            # the dosing room is held until the next-morning session, which must find the room
-            # and its staff free then
-            morning, _ = local_start(next_day, dependent.start_time, self.zone)
-            morning_begin = morning.astimezone(UTC)
-            morning_until = morning_begin + timedelta(minutes=dependent.duration_minutes)
-            hold_until = max(hold_until, morning_begin)
-            free_until = max(free_until, morning_until)
-            staff, missing = self.resources.staff_for(
-                dependent.staffing, morning_begin, morning_until
-            )
-            if staff is None:
+            # the dosing room is held until the next-morning session, which must find its
+            # staff free at some time that morning (preferred first, then the nearest)
+            missing = ""
+            for morning, _ in self._candidates(dependent, next_day):
+                morning_begin = morning.astimezone(UTC)
+                morning_until = morning_begin + timedelta(minutes=dependent.duration_minutes)
+                staff, missing = self.resources.staff_for(
+                    dependent.staffing, morning_begin, morning_until
+                )
+                if staff is not None:
+                    hold_until = max(hold_until, morning_begin)
+                    free_until = max(free_until, morning_until)
+                    break
+            else:
                 return None, f"next morning: {missing}"
         inherited = overnight_from = None
         if template.timing.next_morning and template.timing.anchor is not None:

@@ -190,3 +190,94 @@ def sessions_list(user: AnyUser, **filters: Any) -> QuerySet[ScheduledSession]:
         "room", "course__participant"
     )
     return sessions.prefetch_related("staff__user").filter(**filters).order_by("start", "key")
+
+
+# --- staff pages ---------------------------------------------------------------------------
+
+
+def sites_for(user: AnyUser) -> QuerySet[Site]:
+    return scoped(Site.objects.all(), user).order_by("name")
+
+
+def is_therapist_only(user: AnyUser) -> bool:
+    """Therapists see their own sessions; coordinators and admins see the whole site."""
+    if getattr(user, "is_superuser", False):
+        return False
+    profile = (
+        StaffProfile.objects.filter(user__pk=_uid(user)).values_list("role", flat=True).first()
+    )
+    return profile == StaffProfile.Role.THERAPIST
+
+
+def day_bounds(site: Site, first: date, days: int) -> tuple[datetime, datetime]:
+    """UTC instants of local midnight on ``first`` and ``days`` later at the site."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(site.timezone)
+    begin = datetime.combine(first, datetime.min.time(), zone)
+    end = datetime.combine(first + timedelta(days=days), datetime.min.time(), zone)
+    return begin.astimezone(UTC), end.astimezone(UTC)
+
+
+#: sessions that take place in a room of the site (check-ins are by phone, assessments by video)
+ROOM_KINDS = ["preparatory", "dosing", "integration", "other"]
+
+
+def board_sessions(
+    user: AnyUser, site: Site, begin: datetime, end: datetime
+) -> QuerySet[ScheduledSession]:
+    """Sessions at ``site`` starting in [begin, end), and overnight stays running into it,
+    with everything a row shows in a bounded number of queries."""
+    sessions = scoped(ScheduledSession.objects.all(), user).filter(course__participant__site=site)
+    sessions = sessions.filter(
+        Q(start__gte=begin, start__lt=end)
+        | Q(overnight=True, start__lt=begin, start__gte=begin - timedelta(days=1))
+    ).exclude(status=ScheduledSession.Status.CANCELLED)
+    if is_therapist_only(user):
+        sessions = sessions.filter(staff__user__pk=_uid(user), staff__active=True).distinct()
+    return (
+        sessions.select_related("room", "course__participant", "course__dyad")
+        .prefetch_related("staff__user")
+        .order_by("start", "course__participant__code")
+    )
+
+
+def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[ScheduledSession]]:
+    """What needs a coordinator's attention at ``site``: open sessions in the next two weeks
+    on the last day of their window, open sessions there without staff or without a room, and
+    missed sessions of
+    the last two months whose course has nothing planned after them."""
+    sessions = scoped(ScheduledSession.objects.all(), user).filter(course__participant__site=site)
+    if is_therapist_only(user):
+        sessions = sessions.filter(staff__user__pk=_uid(user)).distinct()
+    soon = sessions.filter(
+        start__gte=now,
+        start__lt=now + timedelta(days=14),
+        status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
+    ).select_related("course__participant", "room")
+    edge = [s for s in soon if (s.window_end - _local_date(s, site)).days <= 1]
+    unstaffed = list(soon.exclude(staff__active=True).distinct())
+    roomless = list(soon.filter(room__isnull=True, kind__in=ROOM_KINDS))
+    missed = list(
+        sessions.filter(status=ScheduledSession.Status.MISSED, start__gte=now - timedelta(days=60))
+        .exclude(
+            course__sessions__start__gt=now,
+            course__sessions__status__in=[
+                ScheduledSession.Status.PLANNED,
+                ScheduledSession.Status.CONFIRMED,
+            ],
+        )
+        .select_related("course__participant")
+        .distinct()
+    )
+    return {"edge": edge, "unstaffed": unstaffed, "roomless": roomless, "missed": missed}
+
+
+def _uid(user: AnyUser) -> int:
+    return int(user.pk) if user.pk is not None else -1  # anonymous: matches nobody
+
+
+def _local_date(session: ScheduledSession, site: Site) -> date:
+    from zoneinfo import ZoneInfo
+
+    return session.start.astimezone(ZoneInfo(site.timezone)).date()

@@ -119,8 +119,10 @@ def test_landing_and_health_check(client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_landing_lists_protocols_for_staff(admin_client: Client) -> None:
-    landing = admin_client.get("/")
-    assert landing.status_code == 200
-    assert b"mapp-ptsd" in landing.content
-    assert b"mdma-cbct-couples" in landing.content
+def test_landing_sends_staff_to_today_and_others_to_log_in(
+    admin_client: Client, client: Client
+) -> None:
+    assert admin_client.get("/").url == "/today/"  # type: ignore[attr-defined]
+    page = client.get("/")
+    assert page.status_code == 200
+    assert b'href="/login/"' in page.content

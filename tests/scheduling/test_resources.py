@@ -453,22 +453,25 @@ def test_the_next_morning_needs_the_dyad_too() -> None:
     )
     morning = template("morning", anchor="dosing", next_morning=True, start=time(9))
     tuesday = MONDAY + timedelta(days=1)
-    # the dyad is free all Monday, but B is busy on Tuesday 09:00-09:30, when Monday's dosing
-    # would need both for the next-morning session: dosing waits a day, and on Tuesday it
-    # starts at 09:30, the nearest free time (an 8-hour session may start until 10:00)
+    # B is busy on Tuesday 09:00-09:30: Monday's dosing stays, and its next-morning session
+    # goes to 09:30, the nearest time the dyad is free; the room is held until then
     taken = busy((("staff", B), at(tuesday, 9), at(tuesday, 9, 30)))
     course = plan_course(spec(dosing, morning), MONDAY, calendar(), resources=resources(taken))
-    placed = course.session("dosing")
-    assert local(placed.start) == datetime.combine(tuesday, time(9, 30), NEW_YORK)
-    assert f"Mon {MONDAY.isoformat()}: next morning: staff {B} is busy" in placed.reason
-    assert "nearest free time" in placed.reason
-    after = course.session("morning")
-    assert local(after.start) == datetime.combine(tuesday + timedelta(days=1), time(9), NEW_YORK)
-    # dosing holds the room until the next morning starts; that session holds it to its end
+    placed, after = course.session("dosing"), course.session("morning")
+    assert local(placed.start) == datetime.combine(MONDAY, time(9), NEW_YORK)
+    assert local(after.start) == datetime.combine(tuesday, time(9, 30), NEW_YORK)
+    assert "nearest free time" in after.reason
     assert after.room == placed.room == 1
     assert placed.room_until == after.start.astimezone(UTC)
     assert after.room_until == after.end.astimezone(UTC)
     assert after.staff == placed.staff == (A, B)
+    # B busy all Tuesday: no next morning on Tuesday and no dosing that day, so Wednesday
+    all_day = busy((("staff", B), at(tuesday, 0), at(tuesday + timedelta(days=1), 0)))
+    course = plan_course(spec(dosing, morning), MONDAY, calendar(), resources=resources(all_day))
+    placed = course.session("dosing")
+    assert local(placed.start) == datetime.combine(tuesday + timedelta(days=1), time(9), NEW_YORK)
+    assert f"Mon {MONDAY.isoformat()}: next morning: staff {B} is busy" in placed.reason
+    assert f"Tue {tuesday.isoformat()}: staff {B} is busy" in placed.reason
 
 
 def test_the_dosing_room_must_be_free_until_the_next_morning_session_ends() -> None:

@@ -1,0 +1,56 @@
+"""Staff pages: thin views that read through selectors (scoped to the user's sites) and render
+templates. Another site's objects are a 404."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+
+from scheduling import selectors
+from scheduling.models import Site
+
+
+def landing(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("today")
+    return render(request, "landing.html")
+
+
+@login_required
+def today(request: HttpRequest) -> HttpResponse:
+    """The site's sessions today and tomorrow in local time, and what needs attention."""
+    sites = list(selectors.sites_for(request.user))
+    if not sites:
+        raise Http404("You do not work at any site yet.")
+    wanted = request.GET.get("site")
+    site = next((s for s in sites if s.slug == wanted), None) if wanted else sites[0]
+    if site is None:
+        raise Http404("No such site.")
+    now = timezone.now()
+    local_today = now.astimezone(ZoneInfo(site.timezone)).date()
+    begin, end = selectors.day_bounds(site, local_today, 2)
+    sessions = list(selectors.board_sessions(request.user, site, begin, end))
+    days = [
+        (day, [s for s in sessions if _local(s.start, site).date() == day and s.start >= begin])
+        for day in (local_today, local_today + timedelta(days=1))
+    ]
+    overnight_in = [s for s in sessions if s.start < begin]
+    context = {
+        "nav": "today",
+        "site": site,
+        "sites": sites,
+        "days": days,
+        "overnight_in": overnight_in,
+        "attention": selectors.attention_items(request.user, site, now),
+        "zone": site.timezone,
+    }
+    return render(request, "scheduling/today.html", context)
+
+
+def _local(moment: datetime, site: Site) -> datetime:
+    return moment.astimezone(ZoneInfo(site.timezone))
