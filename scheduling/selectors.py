@@ -255,7 +255,12 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
         start__lt=now + timedelta(days=14),
         status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
     ).select_related("course__participant", "room")
-    edge = [s for s in soon if (s.window_end - _local_date(s, site)).days <= 1]
+    # a one-day window (next morning, daily check-ins) has no slack by design: not news
+    edge = [
+        s
+        for s in soon
+        if s.window_start < s.window_end and (s.window_end - _local_date(s, site)).days <= 1
+    ]
     unstaffed = list(soon.exclude(staff__active=True).distinct())
     roomless = list(soon.filter(room__isnull=True, kind__in=ROOM_KINDS))
     missed = list(
@@ -281,3 +286,35 @@ def _local_date(session: ScheduledSession, site: Site) -> date:
     from zoneinfo import ZoneInfo
 
     return session.start.astimezone(ZoneInfo(site.timezone)).date()
+
+
+def participants_list(
+    user: AnyUser, *, now: datetime, search: str = "", status: str = "", protocol: str = ""
+) -> QuerySet[Participant]:
+    """Participants at the user's sites with their next open session, filtered."""
+    from django.db.models import Min
+
+    participants = scoped(Participant.objects.all(), user).select_related("site")
+    if search:
+        participants = participants.filter(code__icontains=search)
+    if status:
+        participants = participants.filter(status=status)
+    if protocol:
+        participants = participants.filter(courses__protocol_version__protocol__slug=protocol)
+    upcoming = Q(
+        courses__sessions__start__gte=now,
+        courses__sessions__status__in=[
+            ScheduledSession.Status.PLANNED,
+            ScheduledSession.Status.CONFIRMED,
+        ],
+    )
+    return participants.annotate(next_session=Min("courses__sessions__start", filter=upcoming))
+
+
+def participant_courses(participant: Participant) -> list[Course]:
+    return list(
+        Course.objects.filter(Q(participant=participant) | Q(partner=participant))
+        .select_related("protocol_version__protocol", "dyad")
+        .prefetch_related("sessions__room", "sessions__deviations")
+        .order_by("start_date")
+    )

@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
-from scheduling import selectors
-from scheduling.models import Site
+from protocol.models import Protocol
+from scheduling import selectors, timeline
+from scheduling.models import Participant, Site
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -54,3 +55,59 @@ def today(request: HttpRequest) -> HttpResponse:
 
 def _local(moment: datetime, site: Site) -> datetime:
     return moment.astimezone(ZoneInfo(site.timezone))
+
+
+@login_required
+def participants(request: HttpRequest) -> HttpResponse:
+    """Participants at the user's sites: search by study code, filter by status and protocol."""
+    filters = {
+        "search": request.GET.get("q", "").strip()[:30],
+        "status": request.GET.get("status", ""),
+        "protocol": request.GET.get("protocol", ""),
+    }
+    rows = selectors.participants_list(request.user, now=timezone.now(), **filters)
+    context = {
+        "nav": "participants",
+        "rows": rows,
+        "filters": filters,
+        "statuses": Participant.Status.choices,
+        "protocols": Protocol.objects.order_by("slug").values_list("slug", flat=True),
+    }
+    return render(request, "scheduling/participants.html", context)
+
+
+@login_required
+def participant(request: HttpRequest, pk: int) -> HttpResponse:
+    """One participant: the course timeline and every session with status and deviations."""
+    found = get_object_or_404(
+        selectors.scoped(Participant.objects.select_related("site"), request.user), pk=pk
+    )
+    zone = ZoneInfo(found.site.timezone)
+    today = timezone.now().astimezone(zone).date()
+    courses = []
+    for course in selectors.participant_courses(found):
+        sessions = sorted(course.sessions.all(), key=lambda s: s.start)
+        picture = timeline.build(
+            [
+                timeline.TimelineSession(
+                    key=s.key,
+                    title=s.title,
+                    kind=s.kind,
+                    day=s.start.astimezone(zone).date(),
+                    window_start=s.window_start,
+                    window_end=s.window_end,
+                    overnight=s.overnight,
+                    status=s.status,
+                )
+                for s in sessions
+            ],
+            today,
+        )
+        courses.append({"course": course, "sessions": sessions, "timeline": picture})
+    context = {
+        "nav": "participants",
+        "participant": found,
+        "courses": courses,
+        "zone": found.site.timezone,
+    }
+    return render(request, "scheduling/participant.html", context)

@@ -129,3 +129,13 @@ def test_the_page_costs_the_same_queries_for_more_participants(
     assert many == few
     with django_assert_max_num_queries(20), time_machine.travel(moment, tick=False):
         client.get("/today/")
+
+
+def test_one_day_windows_are_not_flagged_as_at_the_edge(client, site_a, coordinator_a) -> None:
+    course = enrol(site_a, "P-001", coordinator_a)
+    dosing = session(course, "dosing-1")
+    page = page_at(client, coordinator_a, dosing.start - timedelta(days=1)).content.decode()
+    assert "On the last day of their window" not in page or (
+        "Integration session 1a" not in page.split("On the last day of their window")[1]
+    )
+    assert "Phone check-in" not in page.split("Needs attention")[1]

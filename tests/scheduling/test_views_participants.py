@@ -1,0 +1,87 @@
+"""Participant list and participant page: search, filters, timeline, scoping."""
+
+from datetime import date, timedelta
+
+import pytest
+import time_machine
+from django.test import Client
+
+from scheduling.models import Participant, ScheduledSession
+from scheduling.services import participant_enrol, session_set_status
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def enrol(site, code, by, start=date(2027, 3, 1)):
+    return participant_enrol(
+        site=site, code=code, protocol_slug="mapp-ptsd", start_date=start, by=by
+    )
+
+
+def test_the_list_searches_and_filters_and_shows_the_next_session(
+    client: Client, site_a, coordinator_a
+) -> None:
+    enrol(site_a, "P-001", coordinator_a)
+    enrol(site_a, "P-002", coordinator_a, start=date(2027, 3, 15))
+    Participant.objects.filter(code="P-002").update(status="withdrawn")
+    client.force_login(coordinator_a)
+    with time_machine.travel(date(2027, 2, 1), tick=False):
+        client.force_login(coordinator_a)
+        everyone = client.get("/participants/").content.decode()
+        found = client.get("/participants/", {"q": "001"}).content.decode()
+        withdrawn = client.get("/participants/", {"status": "withdrawn"}).content.decode()
+    assert "P-001" in everyone and "P-002" in everyone
+    assert "P-001" in found and "P-002" not in found
+    assert "P-002" in withdrawn and "P-001" not in withdrawn
+    assert "Mon 1 Mar 2027, 10:00" in everyone  # P-001's prep-1, in the site's zone
+
+
+def test_the_participant_page_has_the_timeline_and_every_session(
+    client: Client, site_a, coordinator_a
+) -> None:
+    course = enrol(site_a, "P-001", coordinator_a)
+    first = ScheduledSession.objects.get(course=course, key="prep-1")
+    with time_machine.travel(first.end + timedelta(minutes=1), tick=False):
+        session_set_status(session=first, status="missed", reason="ill", by=coordinator_a)
+        client.force_login(coordinator_a)
+        page = client.get(f"/participants/{course.participant_id}/").content.decode()
+    assert "<svg" in page and "Course timeline of P-001" in page
+    assert page.count('class="mark kind-dosing') == 3
+    assert "today</text>" in page
+    for s in ScheduledSession.objects.filter(course=course):
+        assert s.title in page
+    assert "session missed: ill" in page
+    assert "investigational" in page
+
+
+def test_another_sites_participant_is_a_404_and_absent_from_lists(
+    client: Client, site_a, coordinator_a, coordinator_b
+) -> None:
+    course = enrol(site_a, "P-001", coordinator_a)
+    client.force_login(coordinator_b)
+    assert client.get(f"/participants/{course.participant_id}/").status_code == 404
+    assert "P-001" not in client.get("/participants/").content.decode()
+    assert client.get("/participants/99999999999999999999/").status_code == 404
+
+
+def test_the_list_costs_the_same_queries_for_more_participants(
+    client: Client, site_a, coordinator_a
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    enrol(site_a, "P-001", coordinator_a)
+    client.force_login(coordinator_a)
+    with CaptureQueriesContext(connection) as few:
+        client.get("/participants/")
+    for n in range(2, 5):
+        enrol(site_a, f"P-00{n}", coordinator_a, start=date(2027, 3, 1) + timedelta(weeks=2 * n))
+    with CaptureQueriesContext(connection) as many:
+        page = client.get("/participants/").content.decode()
+    assert "P-004" in page
+    assert len(many) == len(few)
