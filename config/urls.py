@@ -80,6 +80,7 @@ urlpatterns = [
     path("today/", scheduling_views.today, name="today"),
     path("participants/", scheduling_views.participants, name="participants"),
     path("participants/<id:pk>/", scheduling_views.participant, name="participant"),
+    path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),

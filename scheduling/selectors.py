@@ -318,3 +318,23 @@ def participant_courses(participant: Participant) -> list[Course]:
         .prefetch_related("sessions__room", "sessions__deviations")
         .order_by("start_date")
     )
+
+
+def session_page(user: AnyUser, pk: int) -> ScheduledSession:
+    """One session of the user's sites, with what its page shows; DoesNotExist otherwise."""
+    return (
+        scoped(ScheduledSession.objects.all(), user)
+        .select_related(
+            "room", "course__participant__site", "course__dyad", "course__protocol_version"
+        )
+        .prefetch_related("staff__user", "deviations__created_by")
+        .get(pk=pk)
+    )
+
+
+def session_template(session: ScheduledSession) -> Any:
+    from protocol.models import SessionTemplate
+
+    return SessionTemplate.objects.filter(
+        version=session.course.protocol_version, key=session.template_key
+    ).first()

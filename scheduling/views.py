@@ -6,14 +6,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django import forms
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from protocol.models import Protocol
-from scheduling import selectors, timeline
-from scheduling.models import Participant, Site
+from scheduling import selectors, services, timeline
+from scheduling.forms import RescheduleForm, StatusForm
+from scheduling.models import Participant, ScheduledSession, Site
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -111,3 +114,77 @@ def participant(request: HttpRequest, pk: int) -> HttpResponse:
         "zone": found.site.timezone,
     }
     return render(request, "scheduling/participant.html", context)
+
+
+@login_required
+def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A session: details, dose plan, reschedule with a preview, status changes, deviations and
+    its audit history."""
+    try:
+        found = selectors.session_page(request.user, pk)
+    except ScheduledSession.DoesNotExist:
+        raise Http404("No such session.") from None
+    zone = found.course.participant.site.timezone
+    local = found.start.astimezone(ZoneInfo(zone))
+    move = RescheduleForm(initial={"date": local.date(), "time": local.time()}, zone=zone)
+    status = StatusForm()
+    preview = None
+    if request.method == "POST" and request.POST.get("action") in ("preview", "apply"):
+        move = RescheduleForm(request.POST, zone=zone)
+        if move.is_valid():
+            preview = _reschedule(request, found, move, apply=request.POST["action"] == "apply")
+            if preview is not None and preview.applied:
+                return redirect("session", pk=found.pk)
+    elif request.method == "POST" and request.POST.get("action") == "status":
+        status = StatusForm(request.POST)
+        if status.is_valid():
+            try:
+                services.session_set_status(
+                    session=found,
+                    status=status.cleaned_data["status"],
+                    reason=status.cleaned_data["reason"],
+                    by=_staff(request),
+                )
+            except services.SchedulingError as exc:
+                _add_errors(status, exc.errors)
+            else:
+                return redirect("session", pk=found.pk)
+    context = {
+        "nav": "participants",
+        "s": found,
+        "zone": zone,
+        "template": selectors.session_template(found),
+        "move": move,
+        "status_form": status,
+        "preview": preview,
+        "history": found.history.select_related("history_user").order_by("-history_date")[:50],
+    }
+    return render(request, "scheduling/session.html", context)
+
+
+def _reschedule(
+    request: HttpRequest, session: ScheduledSession, form: RescheduleForm, *, apply: bool
+) -> services.RescheduleResult | None:
+    try:
+        return services.session_reschedule(
+            session=session,
+            start=form.start(),
+            reason=form.cleaned_data["reason"],
+            by=_staff(request),
+            dry_run=not apply,
+        )
+    except services.SchedulingError as exc:
+        _add_errors(form, exc.errors)
+    except services.BookingConflict as exc:
+        form.add_error(None, str(exc))
+    return None
+
+
+def _add_errors(form: forms.Form, errors: dict[str, list[str]]) -> None:
+    for name, messages in errors.items():
+        for message in messages:
+            form.add_error(name if name in form.fields else None, message)
+
+
+def _staff(request: HttpRequest) -> User | None:
+    return request.user if isinstance(request.user, User) else None
