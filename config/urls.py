@@ -9,6 +9,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 from config import views
 from protocol import api as protocol_api
 from scheduling import api
+from scheduling import protocol_pages as protocol_views
 from scheduling import views as scheduling_views
 
 
@@ -81,6 +82,18 @@ urlpatterns = [
     path("participants/", scheduling_views.participants, name="participants"),
     path("participants/<id:pk>/", scheduling_views.participant, name="participant"),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
+    path("protocols/", protocol_views.library, name="protocols"),
+    path("protocols/import/", protocol_views.version_import, name="protocol-import"),
+    path(
+        "protocols/<slug:slug>/v<int:number>/",
+        protocol_views.version_detail,
+        name="protocol-version",
+    ),
+    path(
+        "protocols/<slug:slug>/v<int:number>/export/",
+        protocol_views.version_export,
+        name="protocol-export",
+    ),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),

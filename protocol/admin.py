@@ -82,19 +82,12 @@ class ProtocolVersionAdmin(admin.ModelAdmin[ProtocolVersion]):
         if not self.has_add_permission(request):
             return HttpResponse(status=403)
         form = ProtocolImportForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                version = services.protocol_import(
-                    document=form.cleaned_data["document"],
-                    as_new_version=form.cleaned_data["as_new_version"],
-                )
-            except services.ImportRefused as exc:
-                form.add_error("as_new_version", str(exc))
-            else:
-                self.message_user(request, f"Imported {version}.")
-                return HttpResponseRedirect(
-                    reverse("admin:protocol_protocolversion_change", args=[version.pk])
-                )
+        version = form.save() if request.method == "POST" and form.is_valid() else None
+        if version is not None:
+            self.message_user(request, f"Imported {version}.")
+            return HttpResponseRedirect(
+                reverse("admin:protocol_protocolversion_change", args=[version.pk])
+            )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -5,6 +5,8 @@ from typing import Any
 
 from django import forms
 
+from protocol import services
+from protocol.models import ProtocolVersion
 from protocol.spec import ProtocolInvalid, parse_document
 
 MAX_DOCUMENT_BYTES = 1_000_000
@@ -34,3 +36,14 @@ class ProtocolImportForm(forms.Form):
             raise forms.ValidationError(exc.problems) from exc
         assert isinstance(document, dict)
         return document
+
+    def save(self) -> ProtocolVersion | None:
+        """Import the valid document; a refusal becomes a field error and None."""
+        try:
+            return services.protocol_import(
+                document=self.cleaned_data["document"],
+                as_new_version=self.cleaned_data["as_new_version"],
+            )
+        except services.ImportRefused as exc:
+            self.add_error("as_new_version", str(exc))
+            return None

@@ -209,6 +209,14 @@ def is_therapist_only(user: AnyUser) -> bool:
     return profile == StaffProfile.Role.THERAPIST
 
 
+def can_manage_protocols(user: AnyUser) -> bool:
+    """Admins and coordinators import protocol versions; therapists read them."""
+    if getattr(user, "is_superuser", False):
+        return True
+    role = StaffProfile.objects.filter(user__pk=_uid(user)).values_list("role", flat=True).first()
+    return role in (StaffProfile.Role.ADMIN, StaffProfile.Role.COORDINATOR)
+
+
 def day_bounds(site: Site, first: date, days: int) -> tuple[datetime, datetime]:
     """UTC instants of local midnight on ``first`` and ``days`` later at the site."""
     from zoneinfo import ZoneInfo
