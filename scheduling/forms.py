@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,3 +43,30 @@ class StatusForm(forms.Form):
     reason = forms.CharField(
         required=False, max_length=500, help_text="Needed to cancel or to mark missed."
     )
+
+
+class CalendarForm(forms.Form):
+    """What the site calendar shows; read from the query string, every field optional."""
+
+    site = forms.ChoiceField(required=False)
+    view = forms.ChoiceField(
+        required=False, choices=[("week", "Week"), ("month", "Month")], label="View"
+    )
+    by = forms.ChoiceField(
+        required=False, choices=[("room", "By room"), ("therapist", "By therapist")], label="Rows"
+    )
+    date = forms.DateField(
+        required=False, label="Showing", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, *args: Any, sites: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        site_field = self.fields["site"]
+        assert isinstance(site_field, forms.ChoiceField)
+        site_field.choices = sites
+
+    def clean_date(self) -> dt.date | None:
+        day: dt.date | None = self.cleaned_data.get("date")
+        if day is not None and not 2000 <= day.year <= 2100:
+            raise forms.ValidationError("Choose a date between 2000 and 2100.")
+        return day

@@ -14,6 +14,7 @@ from django.db.models import Model, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from protocol.spec import ProtocolSpec, latest_offset
+from scheduling import site_grid
 from scheduling.models import (
     Course,
     Dyad,
@@ -346,3 +347,55 @@ def session_template(session: ScheduledSession) -> Any:
     return SessionTemplate.objects.filter(
         version=session.course.protocol_version, key=session.template_key
     ).first()
+
+
+def calendar_rows(site: Site, by: str, user: AnyUser) -> list[tuple[int, str, str]]:
+    """The rows of the site calendar: active rooms (by kind), or the site's therapists and
+    assessors. A therapist sees only their own row among people."""
+    if by == "room":
+        rooms = Room.objects.filter(site=site, active=True).order_by("kind", "name", "pk")
+        return [(r.pk, r.name, r.kind) for r in rooms]
+    people = StaffProfile.objects.filter(
+        sites=site, role__in=[StaffProfile.Role.THERAPIST, StaffProfile.Role.ASSESSOR]
+    ).select_related("user")
+    if is_therapist_only(user):
+        people = people.filter(user__pk=_uid(user))
+    return [
+        (p.user_id, p.user.get_full_name() or p.user.get_username(), p.role)
+        for p in people.order_by("role", "user__username")
+    ]
+
+
+def calendar_bookings(
+    user: AnyUser, site: Site, by: str, begin: datetime, end: datetime
+) -> list[site_grid.Booking]:
+    """Active room (or staff) bookings at ``site`` overlapping [begin, end), of sessions that
+    are not cancelled, in one query. A therapist sees only sessions they are booked on."""
+    model: type[RoomBooking] | type[StaffBooking] = RoomBooking if by == "room" else StaffBooking
+    bookings = model.objects.filter(
+        begin__lt=end,
+        until__gt=begin,
+        active=True,
+        session__course__participant__site=site,
+    ).exclude(session__status=ScheduledSession.Status.CANCELLED)
+    sites = user_site_ids(user)
+    if sites is not None and site.pk not in sites:
+        return []
+    if is_therapist_only(user):
+        mine = StaffBooking.objects.filter(user__pk=_uid(user), active=True)
+        bookings = bookings.filter(session__in=mine.values("session"))
+    row_field = "room_id" if by == "room" else "user_id"
+    rows = bookings.values_list(
+        row_field,
+        "begin",
+        "until",
+        "session_id",
+        "session__course__participant__code",
+        "session__title",
+        "session__kind",
+        "session__status",
+        "session__start",
+        "session__end",
+        "session__overnight",
+    )
+    return [site_grid.Booking(*row) for row in rows]

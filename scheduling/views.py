@@ -3,7 +3,8 @@ templates. Another site's objects are a 404."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django import forms
@@ -14,8 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from protocol.models import Protocol
-from scheduling import selectors, services, timeline
-from scheduling.forms import RescheduleForm, StatusForm
+from scheduling import selectors, services, site_grid, timeline
+from scheduling.forms import CalendarForm, RescheduleForm, StatusForm
 from scheduling.models import Participant, ScheduledSession, Site
 
 
@@ -25,9 +26,9 @@ def landing(request: HttpRequest) -> HttpResponse:
     return render(request, "landing.html")
 
 
-@login_required
-def today(request: HttpRequest) -> HttpResponse:
-    """The site's sessions today and tomorrow in local time, and what needs attention."""
+def _site_of(request: HttpRequest) -> tuple[Site, list[Site]]:
+    """The site asked for in ``?site=`` (else the user's first), and every site the user may
+    see; a site the user may not see is a 404."""
     sites = list(selectors.sites_for(request.user))
     if not sites:
         raise Http404("You do not work at any site yet.")
@@ -35,6 +36,13 @@ def today(request: HttpRequest) -> HttpResponse:
     site = next((s for s in sites if s.slug == wanted), None) if wanted else sites[0]
     if site is None:
         raise Http404("No such site.")
+    return site, sites
+
+
+@login_required
+def today(request: HttpRequest) -> HttpResponse:
+    """The site's sessions today and tomorrow in local time, and what needs attention."""
+    site, sites = _site_of(request)
     now = timezone.now()
     local_today = now.astimezone(ZoneInfo(site.timezone)).date()
     begin, end = selectors.day_bounds(site, local_today, 2)
@@ -54,6 +62,51 @@ def today(request: HttpRequest) -> HttpResponse:
         "zone": site.timezone,
     }
     return render(request, "scheduling/today.html", context)
+
+
+@login_required
+def site_calendar(request: HttpRequest) -> HttpResponse:
+    """A week or a month at a site, by room or by therapist, in the site's zone."""
+    site, sites = _site_of(request)
+    form = CalendarForm(request.GET or None, sites=[(s.slug, s.name) for s in sites])
+    form.is_valid()  # an invalid field shows its error; the valid ones still apply
+    chosen = getattr(form, "cleaned_data", {})
+    view = chosen.get("view") or "week"
+    by = chosen.get("by") or "room"
+    local_today = _local(timezone.now(), site).date()
+    shown: date = chosen.get("date") or local_today
+    days = site_grid.week_of(shown) if view == "week" else site_grid.month_of(shown)
+    begin, end = selectors.day_bounds(site, days[0], len(days))
+    rows = site_grid.build(
+        days,
+        site.timezone,
+        selectors.calendar_rows(site, by, request.user),
+        selectors.calendar_bookings(request.user, site, by, begin, end),
+    )
+    if view == "week":
+        earlier, later = days[0] - timedelta(days=7), days[0] + timedelta(days=7)
+    else:
+        earlier, later = (days[0] - timedelta(days=1)).replace(day=1), days[-1] + timedelta(days=1)
+
+    def link(day: date) -> str:
+        return "?" + urlencode({"site": site.slug, "view": view, "by": by, "date": day})
+
+    context = {
+        "nav": "calendar",
+        "site": site,
+        "sites": sites,
+        "form": form,
+        "view": view,
+        "by": by,
+        "days": days,
+        "rows": rows,
+        "today": local_today,
+        "earlier": link(earlier),
+        "later": link(later),
+        "current": link(local_today),
+        "zone": site.timezone,
+    }
+    return render(request, "scheduling/calendar.html", context)
 
 
 def _local(moment: datetime, site: Site) -> datetime:

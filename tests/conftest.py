@@ -4,7 +4,7 @@ present in every test database (they load after migrate)."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,23 @@ SHIPPED = Path(__file__).resolve().parent.parent / "protocol" / "shipped"
 def shipped_document(slug: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads((SHIPPED / f"{slug}.json").read_text())
     return document
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings: Any) -> None:
+    """Users are made with passwords throughout; a slow hasher would dominate the suite."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def enrol_mapp(
+    site: Any, code: str, by: Any, start: date = date(2027, 3, 1), dyad: Any = None
+) -> Any:
+    """A participant enrolled on the shipped mapp-ptsd protocol (a Monday start by default)."""
+    from scheduling.services import participant_enrol
+
+    return participant_enrol(
+        site=site, code=code, protocol_slug="mapp-ptsd", start_date=start, by=by, dyad=dyad
+    )
 
 
 @pytest.fixture(scope="session")

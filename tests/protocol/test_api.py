@@ -31,11 +31,6 @@ VERSION_FIELDS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def client_a(coordinator_a: Any) -> APIClient:
     client = APIClient()

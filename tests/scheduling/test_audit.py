@@ -27,11 +27,6 @@ NEW_YORK = ZoneInfo("America/New_York")
 CLINICAL: list[Any] = [Participant, Course, ScheduledSession, RoomBooking, StaffBooking, Deviation]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def course(site_a: Any, coordinator_a: Any) -> Course:
     return participant_enrol(

@@ -21,11 +21,6 @@ pytestmark = pytest.mark.django_db
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def enrol(site: Site, code: str, by: Any, start: date, dyad: Dyad | None = None) -> Course:
     return participant_enrol(
         site=site, code=code, protocol_slug="mapp-ptsd", start_date=start, by=by, dyad=dyad

@@ -4,7 +4,6 @@ the opening hours, closures in the asked range, public holidays by country and s
 from __future__ import annotations
 
 from datetime import date, time
-from typing import Any
 
 import pytest
 
@@ -15,11 +14,6 @@ from tests.conftest import make_site
 pytestmark = pytest.mark.django_db
 
 MONDAY = date(2027, 7, 5)  # Independence Day (Sunday the 4th) observed
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def us_site(slug: str = "us", subdivision: str = "") -> Site:

@@ -36,11 +36,6 @@ THREADS = 6
 T = TypeVar("T")
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def run_together(calls: list[Callable[[], T]]) -> list[T | BaseException]:
     """Run ``calls`` in threads released together by a barrier; each thread has its own
     connection, closed when it ends. Returns each call's result or exception, in order."""

@@ -33,11 +33,6 @@ NEW_YORK = ZoneInfo("America/New_York")
 START = date(2027, 3, 1)  # a Monday
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def couples_site(db: Any) -> Site:
     site: Site = make_site("cp", couples_room=True)

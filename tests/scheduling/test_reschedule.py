@@ -42,11 +42,6 @@ NEW_YORK = ZoneInfo("America/New_York")
 START = date(2027, 3, 4)
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def enrol(site: Site, code: str, by: Any, start: date = START, **kwargs: Any) -> Course:
     return participant_enrol(
         site=site, code=code, protocol_slug="mapp-ptsd", start_date=start, by=by, **kwargs

@@ -30,11 +30,6 @@ pytestmark = pytest.mark.django_db
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def enrol(site: Site, code: str, by: Any, **kwargs: Any) -> Course:
     return participant_enrol(
         site=site,

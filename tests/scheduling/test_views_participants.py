@@ -7,20 +7,10 @@ import time_machine
 from django.test import Client
 
 from scheduling.models import Participant, ScheduledSession
-from scheduling.services import participant_enrol, session_set_status
+from scheduling.services import session_set_status
+from tests.conftest import enrol_mapp as enrol
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def enrol(site, code, by, start=date(2027, 3, 1)):
-    return participant_enrol(
-        site=site, code=code, protocol_slug="mapp-ptsd", start_date=start, by=by
-    )
 
 
 def test_the_list_searches_and_filters_and_shows_the_next_session(

@@ -15,11 +15,6 @@ NEW_YORK = ZoneInfo("America/New_York")
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def course(site_a, coordinator_a):
     return participant_enrol(

@@ -1,7 +1,7 @@
 """The Today page: the site's sessions today and tomorrow in local time, overnight stays, what
 needs attention; scoped by site and role."""
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -9,21 +9,11 @@ import time_machine
 from django.test import Client
 
 from scheduling.models import Dyad, ScheduledSession
-from scheduling.services import participant_enrol, session_set_status
+from scheduling.services import session_set_status
+from tests.conftest import enrol_mapp as enrol
 
 NEW_YORK = ZoneInfo("America/New_York")
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def enrol(site, code, by, start=date(2027, 3, 1), dyad=None):
-    return participant_enrol(
-        site=site, code=code, protocol_slug="mapp-ptsd", start_date=start, by=by, dyad=dyad
-    )
 
 
 def session(course, key) -> ScheduledSession:
