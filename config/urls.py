@@ -81,6 +81,7 @@ urlpatterns = [
     path("today/", scheduling_views.today, name="today"),
     path("participants/", scheduling_views.participants, name="participants"),
     path("calendar/", scheduling_views.site_calendar, name="calendar"),
+    path("participants/new/", scheduling_views.participant_new, name="participant-new"),
     path("participants/<id:pk>/", scheduling_views.participant, name="participant"),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
     path("protocols/", protocol_views.library, name="protocols"),

@@ -8,9 +8,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django import forms
+from django.core.validators import RegexValidator
 
-from scheduling.models import ScheduledSession
+from scheduling.models import Participant, ScheduledSession
 from scheduling.planning import local_start
+
+#: a study code, not a name: letters and digits with - _ . between them
+STUDY_CODE = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    "Use the study code: letters, digits and - _ . only (no spaces, no names).",
+)
 
 
 class RescheduleForm(forms.Form):
@@ -70,3 +77,69 @@ class CalendarForm(forms.Form):
         if day is not None and not 2000 <= day.year <= 2100:
             raise forms.ValidationError("Choose a date between 2000 and 2100.")
         return day
+
+
+class EnrolForm(forms.Form):
+    """Enrol a participant: the course is previewed, then confirmed. Study codes only."""
+
+    site = forms.ChoiceField()
+    code = forms.CharField(
+        label="Study code",
+        max_length=30,
+        validators=[STUDY_CODE],
+        help_text="The participant's study code, e.g. P-014. No names.",
+    )
+    protocol = forms.ChoiceField(label="Protocol")
+    start_date = forms.DateField(
+        label="Course start", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    dyad = forms.TypedChoiceField(
+        label="Therapist dyad",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        help_text="Leave empty to book the least busy dyad that can take the whole course.",
+    )
+    partner = forms.CharField(
+        label="Partner's study code",
+        required=False,
+        max_length=30,
+        validators=[STUDY_CODE],
+        help_text="Couples protocols only.",
+    )
+    email = forms.EmailField(required=False, help_text="For reminders; optional.")
+    phone = forms.CharField(required=False, max_length=30, help_text="For reminders; optional.")
+    preferred_channel = forms.ChoiceField(
+        label="Reminders by", choices=Participant.Channel.choices, initial="none"
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        sites: list[tuple[str, str]],
+        protocols: list[tuple[str, str]],
+        dyads: list[tuple[int, str]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._choices("site", sites)
+        self._choices("protocol", protocols)
+        self._choices("dyad", [("", "Least busy that fits"), *dyads])
+
+    def _choices(self, name: str, choices: list[Any]) -> None:
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices
+
+    def clean_start_date(self) -> dt.date:
+        day: dt.date = self.cleaned_data["start_date"]
+        if not 2000 <= day.year <= 2100:
+            raise forms.ValidationError("Choose a date between 2000 and 2100.")
+        return day
+
+    def contact(self) -> dict[str, str]:
+        return {
+            "email": self.cleaned_data["email"],
+            "phone": self.cleaned_data["phone"],
+            "preferred_channel": self.cleaned_data["preferred_channel"],
+        }

@@ -33,7 +33,7 @@ def library(request: HttpRequest) -> HttpResponse:
     context = {
         "nav": "protocols",
         "versions": protocol_versions_for_library(),
-        "can_import": selectors.can_manage_protocols(request.user),
+        "can_import": selectors.is_coordinating(request.user),
     }
     return render(request, "protocol/library.html", context)
 
@@ -41,7 +41,7 @@ def library(request: HttpRequest) -> HttpResponse:
 @login_required
 def version_import(request: HttpRequest) -> HttpResponse:
     """Import a protocol document, by default as the protocol's next (draft) version."""
-    if not selectors.can_manage_protocols(request.user):
+    if not selectors.is_coordinating(request.user):
         raise Http404("Only administrators and coordinators import protocols.")
     form = ProtocolImportForm(request.POST or None, request.FILES or None)
     version = form.save() if request.method == "POST" and form.is_valid() else None

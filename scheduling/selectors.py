@@ -210,8 +210,9 @@ def is_therapist_only(user: AnyUser) -> bool:
     return profile == StaffProfile.Role.THERAPIST
 
 
-def can_manage_protocols(user: AnyUser) -> bool:
-    """Admins and coordinators import protocol versions; therapists read them."""
+def is_coordinating(user: AnyUser) -> bool:
+    """Admins and coordinators enrol participants and import protocol versions; therapists
+    read."""
     if getattr(user, "is_superuser", False):
         return True
     role = StaffProfile.objects.filter(user__pk=_uid(user)).values_list("role", flat=True).first()
@@ -399,3 +400,27 @@ def calendar_bookings(
         "session__overnight",
     )
     return [site_grid.Booking(*row) for row in rows]
+
+
+def enrol_choices(user: AnyUser) -> dict[str, list[Any]]:
+    """What the enrolment form offers: the user's sites, active protocols, active dyads."""
+    from protocol.models import ProtocolVersion
+
+    sites = [(s.slug, s.name) for s in sites_for(user)]
+    protocols = [
+        (v.protocol.slug, f"{v.name} (version {v.version})")
+        for v in ProtocolVersion.objects.filter(status="active")
+        .select_related("protocol")
+        .order_by("protocol__slug")
+    ]
+    dyads = [
+        (d.pk, f"{d.site.name}: {d.name}")
+        for d in scoped(Dyad.objects.filter(active=True), user)
+        .select_related("site")
+        .order_by("site__name", "name")
+    ]
+    return {"sites": sites, "protocols": protocols, "dyads": dyads}
+
+
+def room_names(site: Site) -> dict[int, str]:
+    return dict(Room.objects.filter(site=site).values_list("pk", "name"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -13,6 +14,7 @@ from django.db.models import Count, Model, Q
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
+from protocol.models import ProtocolVersion
 from protocol.selectors import ProtocolNotFound, protocol_spec, protocol_version_get
 from protocol.spec import ProtocolSpec
 from scheduling import selectors
@@ -69,20 +71,59 @@ def _save(instance: ModelT, by: User | None, reason: str) -> ModelT:
 # --- enrolment -----------------------------------------------------------------------------
 
 
-@transaction.atomic
-def participant_enrol(
+@dataclass(frozen=True)
+class EnrolmentPlan:
+    """What an enrolment would store: the course as planned with the chosen dyad."""
+
+    version: ProtocolVersion
+    dyad: Dyad
+    planned: PlannedCourse
+
+    @property
+    def notes(self) -> list[tuple[PlannedSession, str]]:
+        """Sessions worth a look before confirming: off their target day, or on the last day
+        of a window that has slack (a later problem would push them out of it)."""
+        found = []
+        for s in self.planned.sessions:
+            day = s.start.astimezone(ZoneInfo(self.planned.timezone)).date()
+            if day != s.target:
+                shift = (day - s.target).days
+                found.append(
+                    (
+                        s,
+                        f"{abs(shift)} day{'s' * (abs(shift) != 1)} "
+                        f"{'after' if shift > 0 else 'before'} its target day",
+                    )
+                )
+            elif s.window_start < s.window_end and day == s.window_end:
+                found.append((s, "on the last day of its window"))
+        return found
+
+
+def enrolment_preview(
     *,
     site: Site,
     code: str,
     protocol_slug: str,
     start_date: date,
-    by: User | None,
     dyad: Dyad | None = None,
     partner_code: str | None = None,
-    contact: dict[str, Any] | None = None,
-) -> Course:
-    """Create the participant (and partner, for couples), plan the whole course with the site's
-    calendar and existing bookings, and store every session with its room and staff."""
+) -> EnrolmentPlan:
+    """Check an enrolment and plan its course against the site's calendar and bookings, as
+    ``participant_enrol`` would, storing nothing. Raises SchedulingError with field errors."""
+    version, spec = _enrolment_checks(site, code, protocol_slug, start_date, dyad, partner_code)
+    planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad)
+    return EnrolmentPlan(version=version, dyad=chosen, planned=planned)
+
+
+def _enrolment_checks(
+    site: Site,
+    code: str,
+    protocol_slug: str,
+    start_date: date,
+    dyad: Dyad | None,
+    partner_code: str | None,
+) -> tuple[ProtocolVersion, ProtocolSpec]:
     if not EARLIEST_START <= start_date <= LATEST_START:
         raise _fail(
             "start_date",
@@ -108,7 +149,24 @@ def participant_enrol(
         raise _fail("code", f"study code {', '.join(sorted(taken))} exists at {site.slug} already")
     if partner_code == code:
         raise _fail("partner", "the partner needs a study code of their own")
+    return version, spec
 
+
+@transaction.atomic
+def participant_enrol(
+    *,
+    site: Site,
+    code: str,
+    protocol_slug: str,
+    start_date: date,
+    by: User | None,
+    dyad: Dyad | None = None,
+    partner_code: str | None = None,
+    contact: dict[str, Any] | None = None,
+) -> Course:
+    """Create the participant (and partner, for couples), plan the whole course with the site's
+    calendar and existing bookings, and store every session with its room and staff."""
+    version, spec = _enrolment_checks(site, code, protocol_slug, start_date, dyad, partner_code)
     planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad)
     try:
         with transaction.atomic():  # another enrolment may take the code meanwhile

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from protocol.models import Protocol
 from scheduling import selectors, services, site_grid, timeline
-from scheduling.forms import CalendarForm, RescheduleForm, StatusForm
-from scheduling.models import Participant, ScheduledSession, Site
+from scheduling.forms import CalendarForm, EnrolForm, RescheduleForm, StatusForm
+from scheduling.models import Dyad, Participant, ScheduledSession, Site
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -128,8 +128,95 @@ def participants(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "statuses": Participant.Status.choices,
         "protocols": Protocol.objects.order_by("slug").values_list("slug", flat=True),
+        "can_enrol": selectors.is_coordinating(request.user),
     }
     return render(request, "scheduling/participants.html", context)
+
+
+@login_required
+def participant_new(request: HttpRequest) -> HttpResponse:
+    """Enrol a participant: Preview plans the course against the site's calendar and bookings
+    and shows it with anything worth a look; Confirm books exactly the previewed plan (if the
+    bookings changed meanwhile, the new plan is shown instead)."""
+    if not selectors.is_coordinating(request.user):
+        raise Http404("Only coordinators and administrators enrol participants.")
+    choices = selectors.enrol_choices(request.user)
+    form = EnrolForm(request.POST or None, initial={"preferred_channel": "none"}, **choices)
+    preview, changed = None, False
+    action = request.POST.get("action")
+    if request.method == "POST" and action in ("preview", "confirm") and form.is_valid():
+        site = selectors.sites_for(request.user).get(slug=form.cleaned_data["site"])
+        dyad = _dyad(request, form.cleaned_data["dyad"])
+        arguments = {
+            "site": site,
+            "code": form.cleaned_data["code"],
+            "protocol_slug": form.cleaned_data["protocol"],
+            "start_date": form.cleaned_data["start_date"],
+            "dyad": dyad,
+            "partner_code": form.cleaned_data["partner"] or None,
+        }
+        try:
+            plan = services.enrolment_preview(**arguments)
+            digest = _digest(plan)
+            changed = action == "confirm" and request.POST.get("digest") != digest
+            if action == "confirm" and not changed:
+                course = services.participant_enrol(
+                    **arguments, by=_staff(request), contact=form.contact()
+                )
+                return redirect("participant", pk=course.participant_id)
+            preview = _preview_rows(plan, site, digest)
+        except services.SchedulingError as exc:
+            _add_errors(form, exc.errors)
+        except services.BookingConflict as exc:
+            form.add_error(None, f"{exc} Preview again.")
+    context = {"nav": "participants", "form": form, "preview": preview, "changed": changed}
+    return render(request, "scheduling/enrol.html", context)
+
+
+def _dyad(request: HttpRequest, pk: int | None) -> Dyad | None:
+    if pk is None:
+        return None
+    return selectors.scoped(Dyad.objects.all(), request.user).filter(pk=pk).first()
+
+
+def _digest(plan: services.EnrolmentPlan) -> str:
+    """A fingerprint of what a plan would book, carried from the preview to the confirmation."""
+    import hashlib
+
+    parts = [f"{plan.dyad.pk}"] + [
+        f"{s.key}@{s.start.isoformat()}/{s.room}/{','.join(map(str, s.staff))}"
+        for s in plan.planned.sessions
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _preview_rows(plan: services.EnrolmentPlan, site: Site, digest: str) -> dict[str, object]:
+    rooms = selectors.room_names(site)
+    notes = {s.key: note for s, note in plan.notes}
+    zone = ZoneInfo(site.timezone)
+    return {
+        "digest": digest,
+        "dyad": plan.dyad,
+        "version": plan.version,
+        "zone": site.timezone,
+        "span_weeks": plan.planned.therapy_span_days() / 7,
+        "notes": plan.notes,
+        "sessions": [
+            {
+                "title": s.title,
+                "kind": s.kind.value,
+                "start": s.start.astimezone(zone),
+                "end": s.end.astimezone(zone),
+                "overnight": s.overnight,
+                "room": rooms.get(s.room, "") if s.room else "",
+                "window_start": s.window_start,
+                "window_end": s.window_end,
+                "note": notes.get(s.key, ""),
+                "reason": s.reason,
+            }
+            for s in plan.planned.sessions
+        ],
+    }
 
 
 @login_required

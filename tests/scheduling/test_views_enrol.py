@@ -1,0 +1,126 @@
+"""The enrolment page: the planned course is previewed (with anything worth a look) before it
+is confirmed; errors show in place and nothing is stored; only coordinators and admins enrol."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from scheduling.models import Course, Participant, ScheduledSession
+from tests.conftest import enrol_mapp, make_site, make_staff
+
+pytestmark = pytest.mark.django_db
+
+
+def fields(**extra: Any) -> dict[str, Any]:
+    return {
+        "site": "a",
+        "code": "P-014",
+        "protocol": "mapp-ptsd",
+        "start_date": "2027-03-01",
+        "dyad": "",
+        "partner": "",
+        "email": "",
+        "phone": "",
+        "preferred_channel": "none",
+        **extra,
+    }
+
+
+def test_preview_shows_the_course_and_books_nothing(client: Client, site_a, coordinator_a):
+    client.force_login(coordinator_a)
+    assert "/participants/new/" in client.get("/participants/").content.decode()
+    response = client.post("/participants/new/", fields(action="preview"))
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert page.count('class="kind-dosing"') == 3
+    assert "stays overnight" in page
+    assert "Confirm and book this course" in page
+    assert "America/New_York" in page
+    assert "dosing 1" in page  # a room name
+    assert not Participant.objects.exists()
+    assert not ScheduledSession.objects.exists()
+
+
+def test_confirm_books_the_previewed_course(client: Client, site_a, coordinator_a) -> None:
+    client.force_login(coordinator_a)
+    preview = client.post("/participants/new/", fields(action="preview")).content.decode()
+    digest = preview.split('name="digest" value="')[1].split('"')[0]
+    response = client.post(
+        "/participants/new/",
+        fields(action="confirm", digest=digest, email="p14@example.org", preferred_channel="email"),
+    )
+    participant = Participant.objects.get(code="P-014")
+    assert response.status_code == 302
+    assert response["Location"] == f"/participants/{participant.pk}/"
+    assert participant.email == "p14@example.org"
+    course = Course.objects.get(participant=participant)
+    assert course.sessions.count() == ScheduledSession.objects.count() > 20
+    history = participant.history.first()
+    assert history is not None and history.history_user == coordinator_a
+
+
+def test_a_changed_plan_is_shown_again_not_booked(client: Client, site_a, coordinator_a):
+    client.force_login(coordinator_a)
+    preview = client.post("/participants/new/", fields(action="preview")).content.decode()
+    digest = preview.split('name="digest" value="')[1].split('"')[0]
+    enrol_mapp(site_a, "P-999", coordinator_a)  # someone books meanwhile
+    again = client.post("/participants/new/", fields(action="confirm", digest=digest))
+    assert again.status_code == 200
+    assert "Bookings changed since your last preview" in again.content.decode()
+    assert not Participant.objects.filter(code="P-014").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "message"),
+    [
+        ({"code": ""}, "code", "This field is required"),
+        ({"code": "Jane Doe"}, "code", "no names"),
+        ({"start_date": "2027-02-30"}, "start_date", "Enter a valid date"),
+        ({"start_date": "1850-01-01"}, "start_date", "between 2000 and 2100"),
+        ({"protocol": "nope"}, "protocol", "Select a valid choice"),
+        ({"site": "b"}, "site", "Select a valid choice"),
+        ({"dyad": "999999"}, "dyad", "Select a valid choice"),
+        ({"partner": "P-015"}, "partner", "not a couples protocol"),
+        ({"email": "not-an-email"}, "email", "valid email"),
+        ({"protocol": "mdma-cbct-couples"}, "partner", "couples protocol"),
+    ],
+)
+def test_bad_input_is_a_field_error_in_place(
+    client: Client, site_a, site_b, coordinator_a, extra, field, message
+) -> None:
+    client.force_login(coordinator_a)
+    response = client.post("/participants/new/", fields(action="preview", **extra))
+    assert response.status_code == 200
+    page = response.content.decode()
+    # the error list sits in the field's own paragraph, before its label
+    paragraph = page.split(f'<label for="id_{field}"')[0].rsplit("<p>", 1)[1]
+    assert message in paragraph
+    assert not Participant.objects.exists()
+
+
+def test_a_taken_code_and_a_full_site_are_explained(client: Client, coordinator_a, site_a):
+    enrol_mapp(site_a, "P-014", coordinator_a)
+    client.force_login(coordinator_a)
+    taken = client.post("/participants/new/", fields(action="preview")).content.decode()
+    assert "exists at a already" in taken
+    empty = make_site("empty", dyads=0)
+    make_staff("coord-empty", "coordinator", empty)
+    client.force_login(make_staff("coord-2", "coordinator", empty))
+    full = client.post(
+        "/participants/new/", fields(action="preview", site="empty")
+    ).content.decode()
+    assert "has no active therapist dyad" in full
+    assert Participant.objects.count() == 1
+
+
+def test_therapists_and_other_sites_cannot_enrol_here(
+    client: Client, site_a, therapist_a, coordinator_b
+) -> None:
+    client.force_login(therapist_a)
+    assert client.get("/participants/new/").status_code == 404
+    assert "/participants/new/" not in client.get("/participants/").content.decode()
+    client.force_login(coordinator_b)
+    response = client.post("/participants/new/", fields(action="confirm"))
+    assert 'class="errorlist' in response.content.decode()
+    assert not Participant.objects.exists()
