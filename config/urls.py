@@ -83,6 +83,11 @@ urlpatterns = [
     path("calendar/", scheduling_views.site_calendar, name="calendar"),
     path("participants/new/", scheduling_views.participant_new, name="participant-new"),
     path("participants/<id:pk>/", scheduling_views.participant, name="participant"),
+    path(
+        "participants/<id:pk>/schedule/",
+        scheduling_views.participant_schedule,
+        name="participant-schedule",
+    ),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
     path("protocols/", protocol_views.library, name="protocols"),
     path("protocols/import/", protocol_views.version_import, name="protocol-import"),

@@ -93,7 +93,7 @@ class SiteClosureInline(admin.TabularInline[SiteClosure, Site]):
 
 @admin.register(Site)
 class SiteAdmin(HistoryAdmin[Site]):
-    list_display = ["name", "slug", "timezone", "country", "subdivision"]
+    list_display = ["name", "slug", "timezone", "country", "subdivision", "phone"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [OpeningHoursInline, SiteClosureInline]

@@ -41,6 +41,12 @@ class Site(models.Model):
         help_text="ISO country code whose public holidays close the site",
     )
     subdivision = models.CharField(max_length=10, blank=True, help_text="e.g. NY, or blank")
+    address = models.TextField(
+        blank=True, help_text="Where participants come; printed on their schedule."
+    )
+    phone = models.CharField(
+        max_length=40, blank=True, help_text="The number participants call to change a date."
+    )
     history = HistoricalRecords()
 
     class Meta:

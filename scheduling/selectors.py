@@ -424,3 +424,30 @@ def enrol_choices(user: AnyUser) -> dict[str, list[Any]]:
 
 def room_names(site: Site) -> dict[int, str]:
     return dict(Room.objects.filter(site=site).values_list("pk", "name"))
+
+
+def participant_schedule(user: AnyUser, pk: int, now: datetime) -> tuple[Participant, list[Any]]:
+    """A participant's open sessions from ``now`` on, each with its template's preparation
+    notes, for the printed schedule. DoesNotExist for a participant the user may not see."""
+    from protocol.models import SessionTemplate
+
+    participant = scoped(Participant.objects.select_related("site"), user).get(pk=pk)
+    sessions = list(
+        ScheduledSession.objects.filter(
+            Q(course__participant=participant) | Q(course__partner=participant),
+            end__gte=now,
+            status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
+        )
+        .select_related("room", "course")
+        .order_by("start", "key")
+    )
+    templates = {
+        (version, key): (preparation, room)
+        for version, key, preparation, room in SessionTemplate.objects.filter(
+            version__in={s.course.protocol_version_id for s in sessions}
+        ).values_list("version_id", "key", "preparation", "room")
+    }
+    for s in sessions:
+        found = templates.get((s.course.protocol_version_id, s.template_key), ("", ""))
+        s.preparation, s.room_need = found  # type: ignore[attr-defined]
+    return participant, sessions

@@ -257,6 +257,18 @@ def participant(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+def participant_schedule(request: HttpRequest, pk: int) -> HttpResponse:
+    """The participant's schedule to print and hand over: dates, times, place and how to
+    prepare, in the site's zone. The study code only; no protocol or drug name."""
+    try:
+        found, sessions = selectors.participant_schedule(request.user, pk, timezone.now())
+    except Participant.DoesNotExist:
+        raise Http404("No such participant.") from None
+    context = {"participant": found, "site": found.site, "sessions": sessions}
+    return render(request, "scheduling/schedule_print.html", context)
+
+
+@login_required
 def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """A session: details, dose plan, reschedule with a preview, status changes, deviations and
     its audit history."""

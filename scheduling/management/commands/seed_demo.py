@@ -108,7 +108,14 @@ class Command(OneLineErrorCommand):
 
 def _site(lines: list[str]) -> Site:
     site, created = Site.objects.get_or_create(
-        slug=SLUG, defaults={"name": "Demo clinic", "timezone": ZONE, "country": "US"}
+        slug=SLUG,
+        defaults={
+            "name": "Demo clinic",
+            "timezone": ZONE,
+            "country": "US",
+            "address": "100 Example Street, Suite 4\nNew York, NY 10001",
+            "phone": "+1 212 555 0100",
+        },
     )
     if created:
         lines.append(f"created site {SLUG} (Demo clinic, {ZONE}, closed on US public holidays)")
