@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib import admin
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from scheduling.models import (
@@ -27,6 +28,7 @@ from scheduling.models import (
     StaffProfile,
     Unavailability,
 )
+from scheduling.selectors import SITE_PATHS, user_site_ids
 
 M = TypeVar("M", bound=Model)
 
@@ -49,9 +51,51 @@ else:
     from simple_history.admin import SimpleHistoryAdmin as _HistoryAdmin
 
 
+#: how each model the admin shows reaches its site
+ADMIN_SITE_PATHS: dict[type[Model], str] = {
+    **SITE_PATHS,
+    StaffProfile: "sites",
+    Unavailability: "user__staff_profile__sites",
+    Deviation: "session__course__participant__site",
+    RoomBooking: "room__site",
+    StaffBooking: "session__course__participant__site",
+}
+
+
+def _site_scoped(queryset: QuerySet[Any], request: HttpRequest) -> QuerySet[Any]:
+    """Like the pages, the admin shows a user only the objects of the sites they work at
+    (superusers see every site)."""
+    sites = user_site_ids(request.user)
+    path = ADMIN_SITE_PATHS.get(queryset.model)
+    if sites is None:
+        return queryset
+    if path is None:
+        if queryset.model is User:  # people: those who work at the user's sites
+            return queryset.filter(staff_profile__sites__in=sites).distinct()
+        return queryset
+    scoped_rows = queryset.filter(**{f"{path}__in": sites})
+    return scoped_rows.distinct() if "sites" in path else scoped_rows
+
+
 class HistoryAdmin(_HistoryAdmin[M]):
-    """The history pages of simple-history, where reverting needs the change permission: its
-    history form saves a POSTed revert for anyone who may view the object."""
+    """Site-scoped lists, forms and choices. The history pages of simple-history, where
+    reverting needs the change permission: its history form saves a POSTed revert for anyone
+    who may view the object."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[M]:
+        return _site_scoped(super().get_queryset(request), request)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        kwargs.setdefault(
+            "queryset", _site_scoped(db_field.related_model._default_manager.all(), request)
+        )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        kwargs.setdefault(
+            "queryset", _site_scoped(db_field.related_model._default_manager.all(), request)
+        )
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def history_form_view(
         self,
@@ -102,7 +146,7 @@ class SiteAdmin(HistoryAdmin[Site]):
 @admin.register(Room)
 class RoomAdmin(HistoryAdmin[Room]):
     list_display = ["name", "site", "kind", "overnight_places", "active"]
-    list_filter = ["site", "kind", "active"]
+    list_filter = [("site", admin.RelatedOnlyFieldListFilter), "kind", "active"]
     list_select_related = ["site"]
     search_fields = ["name"]
 
@@ -110,7 +154,7 @@ class RoomAdmin(HistoryAdmin[Room]):
 @admin.register(StaffProfile)
 class StaffProfileAdmin(HistoryAdmin[StaffProfile]):
     list_display = ["user", "role"]
-    list_filter = ["role", "sites"]
+    list_filter = ["role", ("sites", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["user"]
     search_fields = ["user__username", "user__first_name", "user__last_name"]
     autocomplete_fields = ["user"]
@@ -120,7 +164,7 @@ class StaffProfileAdmin(HistoryAdmin[StaffProfile]):
 @admin.register(Dyad)
 class DyadAdmin(HistoryAdmin[Dyad]):
     list_display = ["name", "site", "therapist_a", "therapist_b", "active"]
-    list_filter = ["site", "active"]
+    list_filter = [("site", admin.RelatedOnlyFieldListFilter), "active"]
     list_select_related = ["site", "therapist_a", "therapist_b"]
     search_fields = ["name"]
     autocomplete_fields = ["therapist_a", "therapist_b"]
@@ -143,7 +187,7 @@ class ParticipantAdmin(HistoryAdmin[Participant]):
     """Contact details can be corrected here; enrolment and status go through the services."""
 
     list_display = ["code", "site", "status", "preferred_channel", "created_at"]
-    list_filter = ["site", "status"]
+    list_filter = [("site", admin.RelatedOnlyFieldListFilter), "status"]
     list_select_related = ["site"]
     search_fields = ["code"]
     readonly_fields = ["site", "code", "status", "partner", "created_at"]
@@ -180,7 +224,11 @@ class SessionInline(admin.TabularInline[ScheduledSession, Course]):
 @admin.register(Course)
 class CourseAdmin(ClinicalRecordAdmin[Course]):
     list_display = ["id", "participant", "partner", "protocol_version", "dyad", "start_date"]
-    list_filter = ["status", "participant__site", "protocol_version"]
+    list_filter = [
+        "status",
+        ("participant__site", admin.RelatedOnlyFieldListFilter),
+        "protocol_version",
+    ]
     list_select_related = ["participant", "partner", "protocol_version__protocol", "dyad"]
     search_fields = ["participant__code", "partner__code"]
     date_hierarchy = "start_date"
@@ -190,7 +238,11 @@ class CourseAdmin(ClinicalRecordAdmin[Course]):
 @admin.register(ScheduledSession)
 class ScheduledSessionAdmin(ClinicalRecordAdmin[ScheduledSession]):
     list_display = ["key", "participant", "start", "end", "kind", "status", "room"]
-    list_filter = ["status", "kind", "course__participant__site"]
+    list_filter = [
+        "status",
+        "kind",
+        ("course__participant__site", admin.RelatedOnlyFieldListFilter),
+    ]
     list_select_related = ["course__participant", "room"]
     search_fields = ["course__participant__code", "key"]
     date_hierarchy = "start"
@@ -211,7 +263,11 @@ class DeviationAdmin(ClinicalRecordAdmin[Deviation]):
 @admin.register(RoomBooking)
 class RoomBookingAdmin(ClinicalRecordAdmin[RoomBooking]):
     list_display = ["room", "session", "begin", "until", "active"]
-    list_filter = ["active", "room__site", "room"]
+    list_filter = [
+        "active",
+        ("room__site", admin.RelatedOnlyFieldListFilter),
+        ("room", admin.RelatedOnlyFieldListFilter),
+    ]
     list_select_related = ["room", "session"]
     date_hierarchy = "begin"
 

@@ -25,7 +25,7 @@ from scheduling.models import (
     Unavailability,
 )
 from scheduling.services import participant_enrol, session_set_status
-from tests.conftest import make_site, make_staff, once_over
+from tests.conftest import enrol_mapp, make_site, make_staff, once_over
 
 pytestmark = pytest.mark.django_db
 
@@ -188,3 +188,32 @@ def _form_data(session: ScheduledSession) -> dict[str, Any]:
         data[f"{name}_0"], data[f"{name}_1"] = moment.date(), moment.strftime("%H:%M:%S")
     data["status"] = "completed"
     return data
+
+
+def test_a_coordinator_sees_only_their_sites_in_the_admin(client: Client) -> None:
+    from django.contrib.auth.models import Permission
+
+    site_a, site_b = make_site("a"), make_site("b", "Europe/London")
+    coordinator_a = make_staff("coordinator-a", "coordinator", site_a)
+    enrol_mapp(site_a, "P-A01", coordinator_a)
+    coordinator_b = make_staff("coordinator-b", "coordinator", site_b)
+    coordinator_b.is_staff = True
+    coordinator_b.save()
+    coordinator_b.user_permissions.add(
+        *Permission.objects.filter(
+            codename__startswith="view_", content_type__app_label="scheduling"
+        )
+    )
+    client.force_login(coordinator_b)
+    rooms = client.get("/admin/scheduling/room/").content.decode()
+    assert "b dosing 1" in rooms and "a dosing 1" not in rooms
+    assert ">Site a<" not in rooms  # not even as a filter choice
+    assert "P-A01" not in client.get("/admin/scheduling/participant/").content.decode()
+    room_a = site_a.rooms.first()
+    assert client.get(f"/admin/scheduling/room/{room_a.pk}/change/").status_code == 302
+    staff = client.get("/admin/scheduling/staffprofile/").content.decode()
+    assert "coordinator-a" not in staff and "coordinator-b" in staff
+    # the pages link to the site's set-up in the admin, which is styled as the pages are
+    calendar = client.get("/calendar/").content.decode()
+    assert f"/admin/scheduling/room/?site__id__exact={site_b.pk}" in calendar
+    assert "Course scheduler · Administration" in rooms and "/today/" in rooms
