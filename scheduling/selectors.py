@@ -318,7 +318,9 @@ def participants_list(
             ScheduledSession.Status.CONFIRMED,
         ],
     )
-    return participants.annotate(next_session=Min("courses__sessions__start", filter=upcoming))
+    return participants.annotate(
+        next_session=Min("courses__sessions__start", filter=upcoming)
+    ).order_by("site__name", "code", "pk")
 
 
 def participant_courses(participant: Participant) -> list[Course]:

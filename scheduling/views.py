@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -18,6 +19,9 @@ from protocol.models import Protocol
 from scheduling import selectors, services, site_grid, timeline
 from scheduling.forms import CalendarForm, EnrolForm, RescheduleForm, StatusForm
 from scheduling.models import Dyad, Participant, ScheduledSession, Site
+
+#: rows per page of a list
+PAGE_SIZE = 50
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -122,9 +126,14 @@ def participants(request: HttpRequest) -> HttpResponse:
         "protocol": request.GET.get("protocol", ""),
     }
     rows = selectors.participants_list(request.user, now=timezone.now(), **filters)
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))  # bad numbers: 1 or last
+    shown = {"q": filters["search"], "status": filters["status"], "protocol": filters["protocol"]}
+    query = urlencode({name: value for name, value in shown.items() if value})
     context = {
         "nav": "participants",
-        "rows": rows,
+        "rows": page.object_list,
+        "page": page,
+        "query": query,
         "filters": filters,
         "statuses": Participant.Status.choices,
         "protocols": Protocol.objects.order_by("slug").values_list("slug", flat=True),

@@ -75,3 +75,18 @@ def test_the_list_costs_the_same_queries_for_more_participants(
         page = client.get("/participants/").content.decode()
     assert "P-004" in page
     assert len(many) == len(few)
+
+
+def test_long_lists_come_in_pages_that_keep_the_filters(client: Client, site_a, coordinator_a):
+    Participant.objects.bulk_create(
+        Participant(site=site_a, code=f"S-{n:03}", status="screening") for n in range(60)
+    )
+    client.force_login(coordinator_a)
+    first = client.get("/participants/", {"status": "screening"}).content.decode()
+    assert "60 participants, page 1 of 2" in first
+    assert "S-049" in first and "S-050" not in first
+    assert "?status=screening&amp;page=2" in first
+    second = client.get("/participants/", {"status": "screening", "page": "2"}).content.decode()
+    assert "S-050" in second and "S-049" not in second
+    for bad in ("0", "-1", "abc", "99999999999999999999"):
+        assert client.get("/participants/", {"page": bad}).status_code == 200
