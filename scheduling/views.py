@@ -113,6 +113,12 @@ def site_calendar(request: HttpRequest) -> HttpResponse:
     return render(request, "scheduling/calendar.html", context)
 
 
+def _param(request: HttpRequest, name: str, limit: int) -> str:
+    """A query-string filter as text the database accepts (no NUL), at most ``limit`` long;
+    a value that matches nothing simply finds nothing."""
+    return request.GET.get(name, "").replace("\x00", "").strip()[:limit]
+
+
 def _local(moment: datetime, site: Site) -> datetime:
     return moment.astimezone(ZoneInfo(site.timezone))
 
@@ -121,9 +127,9 @@ def _local(moment: datetime, site: Site) -> datetime:
 def participants(request: HttpRequest) -> HttpResponse:
     """Participants at the user's sites: search by study code, filter by status and protocol."""
     filters = {
-        "search": request.GET.get("q", "").strip()[:30],
-        "status": request.GET.get("status", ""),
-        "protocol": request.GET.get("protocol", ""),
+        "search": _param(request, "q", 30),
+        "status": _param(request, "status", 20),
+        "protocol": _param(request, "protocol", 50),
     }
     rows = selectors.participants_list(request.user, now=timezone.now(), **filters)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))  # bad numbers: 1 or last

@@ -39,7 +39,7 @@ def test_preview_shows_the_course_and_books_nothing(client: Client, site_a, coor
     assert "America/New_York" in page
     assert "dosing 1" in page  # a room name
     # times in the site's zone (the planner starts sessions at 09:00 there), not UTC
-    assert "09:00–17:00" in page
+    assert "09:00\N{EN DASH}17:00" in page
     assert not Participant.objects.exists()
     assert not ScheduledSession.objects.exists()
 
