@@ -85,3 +85,21 @@ def test_therapists_read_but_do_not_import(client: Client, site_a) -> None:
     client.force_login(make_staff("reader", "therapist", site_a))
     assert "/protocols/import/" not in client.get("/protocols/").content.decode()
     assert client.get("/protocols/import/").status_code == 404
+
+
+def test_the_library_costs_the_same_queries_for_more_versions(client: Client, site_a) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from protocol.services import protocol_import
+
+    client.force_login(make_staff("coord", "coordinator", site_a))
+    with CaptureQueriesContext(connection) as few:
+        client.get("/protocols/")
+    document = protocol_document(protocol_version_get(slug="mapp-ptsd", version=1))
+    for _ in range(3):
+        protocol_import(document=document, as_new_version=True)
+    with CaptureQueriesContext(connection) as many:
+        page = client.get("/protocols/").content.decode()
+    assert "/protocols/mapp-ptsd/v4/" in page
+    assert len(many) == len(few)

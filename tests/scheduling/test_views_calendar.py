@@ -114,13 +114,14 @@ def test_a_coordinator_of_two_sites_moves_between_them(client, site_a, site_b) -
     assert '<option value="a"' in page
 
 
-def test_a_busy_week_costs_the_same_queries(client, site_a, coordinator_a) -> None:
+@pytest.mark.parametrize(("view", "by"), [("week", "therapist"), ("month", "room")])
+def test_a_busy_calendar_costs_the_same_queries(client, site_a, coordinator_a, view, by) -> None:
     monday = date(2027, 3, 1)
 
     def count() -> tuple[int, str]:
         client.force_login(coordinator_a)
         with CaptureQueriesContext(connection) as queries:
-            response = client.get("/calendar/", {"date": "2027-03-22", "by": "therapist"})
+            response = client.get("/calendar/", {"date": "2027-03-22", "view": view, "by": by})
         assert response.status_code == 200
         return len(queries), response.content.decode()
 
