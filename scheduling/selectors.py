@@ -210,6 +210,23 @@ def is_therapist_only(user: AnyUser) -> bool:
     return profile == StaffProfile.Role.THERAPIST
 
 
+def visible_participants(user: AnyUser) -> QuerySet[Participant]:
+    """The participants a user may see: everyone at their sites, or for a therapist those
+    whose course they treat (their dyad, or a session they are booked on)."""
+    participants = scoped(Participant.objects.all(), user)
+    if not is_therapist_only(user):
+        return participants
+    uid = _uid(user)
+    treated = Course.objects.filter(
+        Q(dyad__therapist_a__pk=uid)
+        | Q(dyad__therapist_b__pk=uid)
+        | Q(sessions__staff__user__pk=uid, sessions__staff__active=True)
+    )
+    return participants.filter(
+        Q(pk__in=treated.values("participant")) | Q(pk__in=treated.values("partner"))
+    )
+
+
 def is_coordinating(user: AnyUser) -> bool:
     """Admins and coordinators enrol participants and import protocol versions; therapists
     read."""
@@ -304,7 +321,7 @@ def participants_list(
     """Participants at the user's sites with their next open session, filtered."""
     from django.db.models import Min
 
-    participants = scoped(Participant.objects.all(), user).select_related("site")
+    participants = visible_participants(user).select_related("site")
     if search:
         participants = participants.filter(code__icontains=search)
     if status:
@@ -336,6 +353,7 @@ def session_page(user: AnyUser, pk: int) -> ScheduledSession:
     """One session of the user's sites, with what its page shows; DoesNotExist otherwise."""
     return (
         scoped(ScheduledSession.objects.all(), user)
+        .filter(course__participant__in=visible_participants(user))
         .select_related(
             "room", "course__participant__site", "course__dyad", "course__protocol_version"
         )
@@ -433,7 +451,7 @@ def participant_schedule(user: AnyUser, pk: int, now: datetime) -> tuple[Partici
     notes, for the printed schedule. DoesNotExist for a participant the user may not see."""
     from protocol.models import SessionTemplate
 
-    participant = scoped(Participant.objects.select_related("site"), user).get(pk=pk)
+    participant = visible_participants(user).select_related("site").get(pk=pk)
     sessions = list(
         ScheduledSession.objects.filter(
             Q(course__participant=participant) | Q(course__partner=participant),

@@ -238,7 +238,7 @@ def _preview_rows(plan: services.EnrolmentPlan, site: Site, digest: str) -> dict
 def participant(request: HttpRequest, pk: int) -> HttpResponse:
     """One participant: the course timeline and every session with status and deviations."""
     found = get_object_or_404(
-        selectors.scoped(Participant.objects.select_related("site"), request.user), pk=pk
+        selectors.visible_participants(request.user).select_related("site"), pk=pk
     )
     zone = ZoneInfo(found.site.timezone)
     today = timezone.now().astimezone(zone).date()

@@ -90,3 +90,19 @@ def test_long_lists_come_in_pages_that_keep_the_filters(client: Client, site_a, 
     assert "S-050" in second and "S-049" not in second
     for bad in ("0", "-1", "abc", "99999999999999999999"):
         assert client.get("/participants/", {"page": bad}).status_code == 200
+
+
+def test_a_therapist_sees_only_the_participants_they_treat(client: Client, site_a, coordinator_a):
+    mine = enrol(site_a, "P-001", coordinator_a)
+    other = enrol(site_a, "P-002", coordinator_a)
+    assert mine.dyad is not None and other.dyad is not None and mine.dyad != other.dyad
+    client.force_login(mine.dyad.therapist_b)
+    listing = client.get("/participants/").content.decode()
+    assert "P-001" in listing and "P-002" not in listing
+    assert client.get(f"/participants/{mine.participant_id}/").status_code == 200
+    for url in (
+        f"/participants/{other.participant_id}/",
+        f"/participants/{other.participant_id}/schedule/",
+        f"/sessions/{other.sessions.get(key='prep-1').pk}/",
+    ):
+        assert client.get(url).status_code == 404, url
