@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import holidays as public_holidays
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from protocol.spec import ProtocolSpec, latest_offset
@@ -290,15 +290,14 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
     ]
     unstaffed = list(soon.exclude(staff__active=True).distinct())
     roomless = list(soon.filter(room__isnull=True, kind__in=ROOM_KINDS))
+    followed_up = ScheduledSession.objects.filter(
+        course=OuterRef("course"),
+        start__gt=now,
+        status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
+    )
     missed = list(
         sessions.filter(status=ScheduledSession.Status.MISSED, start__gte=now - timedelta(days=60))
-        .exclude(
-            course__sessions__start__gt=now,
-            course__sessions__status__in=[
-                ScheduledSession.Status.PLANNED,
-                ScheduledSession.Status.CONFIRMED,
-            ],
-        )
+        .exclude(Exists(followed_up))
         .select_related("course__participant")
         .distinct()
     )

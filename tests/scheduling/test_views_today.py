@@ -86,6 +86,8 @@ def test_a_missed_session_with_nothing_after_needs_attention(client, site_a, coo
     prep = session(course, "prep-1")
     with time_machine.travel(prep.end + timedelta(minutes=1), tick=False):
         session_set_status(session=prep, status="missed", reason="did not come", by=coordinator_a)
+    followed = page_at(client, coordinator_a, prep.end + timedelta(days=1)).content.decode()
+    assert "Missed, with nothing planned after" not in followed  # prep-2 etc. are still planned
     for later in ScheduledSession.objects.filter(course=course).exclude(pk=prep.pk):
         session_set_status(session=later, status="cancelled", reason="withdrew", by=coordinator_a)
     page = page_at(client, coordinator_a, prep.end + timedelta(days=1)).content.decode()
