@@ -6,12 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import holidays as public_holidays
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
-from django.db.models import Exists, Model, OuterRef, Q, QuerySet
+from django.db.models import (
+    DateField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Model,
+    OuterRef,
+    Q,
+    QuerySet,
+)
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncDate
 
 from protocol.spec import ProtocolSpec, latest_offset
 from scheduling import site_grid
@@ -282,12 +293,16 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
         start__lt=now + timedelta(days=14),
         status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
     ).select_related("course__participant", "room")
-    # a one-day window (next morning, daily check-ins) has no slack by design: not news
-    edge = [
-        s
-        for s in soon
-        if s.window_start < s.window_end and (s.window_end - _local_date(s, site)).days <= 1
-    ]
+    # on (or a day before) the last day of the window, in the site's local days; a one-day
+    # window (next morning, daily check-ins) has no slack by design: not news
+    edge: list[ScheduledSession] = list(
+        soon.annotate(local_day=TruncDate("start", tzinfo=ZoneInfo(site.timezone))).filter(
+            window_start__lt=F("window_end"),
+            local_day__gte=ExpressionWrapper(
+                F("window_end") - timedelta(days=1), output_field=DateField()
+            ),
+        )
+    )
     unstaffed = list(soon.exclude(staff__active=True).distinct())
     roomless = list(soon.filter(room__isnull=True, kind__in=ROOM_KINDS))
     followed_up = ScheduledSession.objects.filter(
@@ -306,12 +321,6 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
 
 def _uid(user: AnyUser) -> int:
     return int(user.pk) if user.pk is not None else -1  # anonymous: matches nobody
-
-
-def _local_date(session: ScheduledSession, site: Site) -> date:
-    from zoneinfo import ZoneInfo
-
-    return session.start.astimezone(ZoneInfo(site.timezone)).date()
 
 
 def participants_list(

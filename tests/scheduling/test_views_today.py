@@ -131,3 +131,26 @@ def test_one_day_windows_are_not_flagged_as_at_the_edge(client, site_a, coordina
         "Integration session 1a" not in page.split("On the last day of their window")[1]
     )
     assert "Phone check-in" not in page.split("Needs attention")[1]
+
+
+def test_a_session_on_the_last_day_of_its_window_needs_attention(client, site_a, coordinator_a):
+    course = enrol(site_a, "P-001", coordinator_a)
+    prep = session(course, "prep-2")
+    local_day = prep.start.astimezone(NEW_YORK).date()
+    before = page_at(client, coordinator_a, prep.start - timedelta(days=2)).content.decode()
+    assert "On the last day of their window" not in before
+    ScheduledSession.objects.filter(pk=prep.pk).update(window_end=local_day)
+    page = page_at(client, coordinator_a, prep.start - timedelta(days=2)).content.decode()
+    edge = page.split("On the last day of their window")[1].split("</ul>")[0]
+    assert "P-001" in edge and prep.title in edge
+    # a day earlier than the window's end counts too; two days earlier does not
+    ScheduledSession.objects.filter(pk=prep.pk).update(window_end=local_day + timedelta(days=1))
+    assert (
+        "On the last day"
+        in page_at(client, coordinator_a, prep.start - timedelta(days=2)).content.decode()
+    )
+    ScheduledSession.objects.filter(pk=prep.pk).update(window_end=local_day + timedelta(days=2))
+    assert (
+        "On the last day"
+        not in page_at(client, coordinator_a, prep.start - timedelta(days=2)).content.decode()
+    )
