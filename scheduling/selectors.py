@@ -18,6 +18,7 @@ from django.db.models import (
     F,
     Model,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
 )
@@ -273,9 +274,27 @@ def board_sessions(
     ).exclude(status=ScheduledSession.Status.CANCELLED)
     if is_therapist_only(user):
         sessions = sessions.filter(staff__user__pk=_uid(user), staff__active=True).distinct()
+    people = (
+        StaffBooking.objects.filter(active=True)
+        .select_related("user")
+        .only("session_id", "user__username")
+        .order_by("user__username")
+    )
+    # a busy day has hundreds of rows: load only the columns a row shows
     return (
         sessions.select_related("room", "course__participant", "course__dyad")
-        .prefetch_related("staff__user")
+        .only(
+            "start",
+            "end",
+            "overnight",
+            "title",
+            "kind",
+            "status",
+            "room__name",
+            "course__participant__code",
+            "course__dyad__name",
+        )
+        .prefetch_related(Prefetch("staff", queryset=people, to_attr="active_staff"))
         .order_by("start", "course__participant__code")
     )
 

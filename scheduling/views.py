@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 
 from protocol.models import Protocol
@@ -97,6 +98,8 @@ def site_calendar(request: HttpRequest) -> HttpResponse:
 
     context = {
         "nav": "calendar",
+        # a week holds hundreds of bookings: reverse the session URL once, not per booking
+        "session_url": reverse("session", kwargs={"pk": 1}).removesuffix("1/"),
         "site": site,
         "sites": sites,
         "form": form,

@@ -42,6 +42,7 @@ def test_a_dosing_day_shows_the_session_room_dyad_and_overnight(client, site_a, 
     assert dosing.room is not None
     assert dosing.room.name in page
     assert course.dyad.name in page
+    assert course.dyad.therapist_a.username in page and course.dyad.therapist_b.username in page
     assert "stays overnight" in page
     local = dosing.start.astimezone(NEW_YORK)
     assert f"{local:%H:%M}\N{EN DASH}{dosing.end.astimezone(NEW_YORK):%H:%M}" in page
