@@ -42,6 +42,7 @@ test: lint
 bench: $(VENV)/.runtime
 	DEBUG=1 $(BIN)/python bench/plan.py
 	DEBUG=1 $(BIN)/python bench/enroll.py
+	DEBUG=0 $(BIN)/python bench/pages.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
