@@ -342,13 +342,26 @@ def _uid(user: AnyUser) -> int:
     return int(user.pk) if user.pk is not None else -1  # anonymous: matches nobody
 
 
+#: the participants list's "next session" filter: days ahead, or none planned
+NEXT_SESSION_CHOICES = [("7", "within 7 days"), ("30", "within 30 days"), ("none", "none planned")]
+
+
 def participants_list(
-    user: AnyUser, *, now: datetime, search: str = "", status: str = "", protocol: str = ""
+    user: AnyUser,
+    *,
+    now: datetime,
+    search: str = "",
+    status: str = "",
+    protocol: str = "",
+    site: str = "",
+    next_session: str = "",
 ) -> QuerySet[Participant]:
     """Participants at the user's sites with their next open session, filtered."""
     from django.db.models import Min
 
     participants = visible_participants(user).select_related("site")
+    if site:
+        participants = participants.filter(site__slug=site)
     if search:
         participants = participants.filter(code__icontains=search)
     if status:
@@ -362,9 +375,12 @@ def participants_list(
             ScheduledSession.Status.CONFIRMED,
         ],
     )
-    return participants.annotate(
-        next_session=Min("courses__sessions__start", filter=upcoming)
-    ).order_by("site__name", "code", "pk")
+    listed = participants.annotate(next_session=Min("courses__sessions__start", filter=upcoming))
+    if next_session == "none":
+        listed = listed.filter(next_session__isnull=True)
+    elif next_session.isdigit():
+        listed = listed.filter(next_session__lt=now + timedelta(days=int(next_session[:3])))
+    return listed.order_by("site__name", "code", "pk")
 
 
 def participant_courses(participant: Participant) -> list[Course]:

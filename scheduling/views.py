@@ -133,10 +133,18 @@ def participants(request: HttpRequest) -> HttpResponse:
         "search": _param(request, "q", 30),
         "status": _param(request, "status", 20),
         "protocol": _param(request, "protocol", 50),
+        "site": _param(request, "site", 50),
+        "next_session": _param(request, "next", 4),
     }
     rows = selectors.participants_list(request.user, now=timezone.now(), **filters)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))  # bad numbers: 1 or last
-    shown = {"q": filters["search"], "status": filters["status"], "protocol": filters["protocol"]}
+    shown = {
+        "q": filters["search"],
+        "status": filters["status"],
+        "protocol": filters["protocol"],
+        "site": filters["site"],
+        "next": filters["next_session"],
+    }
     query = urlencode({name: value for name, value in shown.items() if value})
     context = {
         "nav": "participants",
@@ -147,6 +155,8 @@ def participants(request: HttpRequest) -> HttpResponse:
         "statuses": Participant.Status.choices,
         "protocols": Protocol.objects.order_by("slug").values_list("slug", flat=True),
         "can_enrol": selectors.is_coordinating(request.user),
+        "sites": selectors.sites_for(request.user),
+        "next_choices": selectors.NEXT_SESSION_CHOICES,
     }
     return render(request, "scheduling/participants.html", context)
 

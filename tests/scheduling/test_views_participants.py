@@ -106,3 +106,23 @@ def test_a_therapist_sees_only_the_participants_they_treat(client: Client, site_
         f"/sessions/{other.sessions.get(key='prep-1').pk}/",
     ):
         assert client.get(url).status_code == 404, url
+
+
+def test_filter_by_site_and_by_next_session(client: Client, site_a, site_b) -> None:
+    from tests.conftest import make_staff
+
+    both = make_staff("both", "coordinator", site_a, site_b)
+    soon = enrol(site_a, "P-A1", both)
+    later = enrol(site_b, "P-B1", both, start=date(2027, 6, 7))
+    Participant.objects.create(site=site_a, code="P-A2", status="screening")
+    client.force_login(both)
+    first = min(s.start for s in soon.sessions.all())
+    with time_machine.travel(first - timedelta(days=2), tick=False):
+        client.force_login(both)
+        by_site = client.get("/participants/", {"site": "b"}).content.decode()
+        within_week = client.get("/participants/", {"next": "7"}).content.decode()
+        nothing = client.get("/participants/", {"next": "none"}).content.decode()
+    assert "P-B1" in by_site and "P-A1" not in by_site
+    assert "P-A1" in within_week and "P-B1" not in within_week and "P-A2" not in within_week
+    assert "P-A2" in nothing and "P-A1" not in nothing
+    assert later.participant.code == "P-B1"
