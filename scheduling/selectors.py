@@ -322,7 +322,8 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
             ),
         )
     )
-    unstaffed = list(soon.exclude(staff__active=True).distinct())
+    staffed = StaffBooking.objects.filter(session=OuterRef("pk"), active=True)
+    unstaffed = list(soon.exclude(Exists(staffed)))
     roomless = list(soon.filter(room__isnull=True, kind__in=ROOM_KINDS))
     followed_up = ScheduledSession.objects.filter(
         course=OuterRef("course"),

@@ -155,3 +155,20 @@ def test_a_session_on_the_last_day_of_its_window_needs_attention(client, site_a,
         "On the last day"
         not in page_at(client, coordinator_a, prep.start - timedelta(days=2)).content.decode()
     )
+
+
+def test_sessions_without_staff_or_room_need_attention(client, site_a, coordinator_a) -> None:
+    from scheduling.models import StaffBooking
+
+    course = enrol(site_a, "P-001", coordinator_a)
+    prep = session(course, "prep-2")
+    moment = prep.start - timedelta(days=3)
+    calm = page_at(client, coordinator_a, moment).content.decode()
+    assert "Without a therapist or assessor" not in calm and "Without a room" not in calm
+    StaffBooking.objects.filter(session=prep).update(active=False)
+    ScheduledSession.objects.filter(pk=prep.pk).update(room=None)
+    page = page_at(client, coordinator_a, moment).content.decode()
+    unstaffed = page.split("Without a therapist or assessor")[1].split("</ul>")[0]
+    roomless = page.split("Without a room")[1].split("</ul>")[0]
+    assert prep.title in unstaffed and prep.title in roomless
+    assert session(course, "prep-3").title not in unstaffed
