@@ -268,9 +268,11 @@ def board_sessions(
     """Sessions at ``site`` starting in [begin, end), and overnight stays running into it,
     with everything a row shows in a bounded number of queries."""
     sessions = scoped(ScheduledSession.objects.all(), user).filter(course__participant__site=site)
+    # one range the start index serves; of the day before, only overnight stays
     sessions = sessions.filter(
-        Q(start__gte=begin, start__lt=end)
-        | Q(overnight=True, start__lt=begin, start__gte=begin - timedelta(days=1))
+        Q(start__gte=begin) | Q(overnight=True),
+        start__gte=begin - timedelta(days=1),
+        start__lt=end,
     ).exclude(status=ScheduledSession.Status.CANCELLED)
     if is_therapist_only(user):
         sessions = sessions.filter(staff__user__pk=_uid(user), staff__active=True).distinct()
@@ -334,7 +336,6 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
         sessions.filter(status=ScheduledSession.Status.MISSED, start__gte=now - timedelta(days=60))
         .exclude(Exists(followed_up))
         .select_related("course__participant")
-        .distinct()
     )
     return {"edge": edge, "unstaffed": unstaffed, "roomless": roomless, "missed": missed}
 
