@@ -59,15 +59,21 @@ SITE_PATHS: dict[type[Model], str] = {
 }
 
 AnyUser = AbstractBaseUser | AnonymousUser
+_UNREAD: Any = object()  # a role not read yet (None is "no staff profile")
 
 
 def user_site_ids(user: AnyUser) -> set[int] | None:
-    """The sites a user works at; None means every site (superusers)."""
+    """The sites a user works at; None means every site (superusers). Read once per user
+    object: a page asks several times, and each request loads its user afresh."""
     if not user.is_authenticated:
         return set()
     if getattr(user, "is_superuser", False):
         return None
-    return set(Site.objects.filter(staff__user__pk=user.pk).values_list("pk", flat=True))
+    sites: set[int] | None = getattr(user, "_scheduling_site_ids", None)
+    if sites is None:  # request.user is a lazy proxy: plain attributes pass through it
+        sites = set(Site.objects.filter(staff__user__pk=user.pk).values_list("pk", flat=True))
+        setattr(user, "_scheduling_site_ids", sites)  # noqa: B010
+    return sites
 
 
 def scoped(queryset: QuerySet[M], user: AnyUser) -> QuerySet[M]:
@@ -216,10 +222,7 @@ def is_therapist_only(user: AnyUser) -> bool:
     """Therapists see their own sessions; coordinators and admins see the whole site."""
     if getattr(user, "is_superuser", False):
         return False
-    profile = (
-        StaffProfile.objects.filter(user__pk=_uid(user)).values_list("role", flat=True).first()
-    )
-    return profile == StaffProfile.Role.THERAPIST
+    return _role(user) == StaffProfile.Role.THERAPIST
 
 
 def visible_participants(user: AnyUser) -> QuerySet[Participant]:
@@ -244,8 +247,17 @@ def is_coordinating(user: AnyUser) -> bool:
     read."""
     if getattr(user, "is_superuser", False):
         return True
-    role = StaffProfile.objects.filter(user__pk=_uid(user)).values_list("role", flat=True).first()
-    return role in (StaffProfile.Role.ADMIN, StaffProfile.Role.COORDINATOR)
+    return _role(user) in (StaffProfile.Role.ADMIN, StaffProfile.Role.COORDINATOR)
+
+
+def _role(user: AnyUser) -> str | None:
+    """The user's staff role (None without a profile), read once per user object."""
+    role: str | None = getattr(user, "_scheduling_role", _UNREAD)
+    if role is _UNREAD:
+        profiles = StaffProfile.objects.filter(user__pk=_uid(user))
+        role = profiles.values_list("role", flat=True).first()
+        setattr(user, "_scheduling_role", role)  # noqa: B010
+    return role
 
 
 def day_bounds(site: Site, first: date, days: int) -> tuple[datetime, datetime]:
