@@ -20,6 +20,12 @@ STUDY_CODE = RegexValidator(
 )
 
 
+def plausible_date(day: dt.date) -> None:
+    """Dates outside 2000-2100 are typing mistakes (and would overflow date arithmetic)."""
+    if not 2000 <= day.year <= 2100:
+        raise forms.ValidationError("Choose a date between 2000 and 2100.")
+
+
 class RescheduleForm(forms.Form):
     date = forms.DateField(label="New date", widget=forms.DateInput(attrs={"type": "date"}))
     time = forms.TimeField(label="New start time", widget=forms.TimeInput(attrs={"type": "time"}))
@@ -53,9 +59,9 @@ class StatusForm(forms.Form):
 
 
 class CalendarForm(forms.Form):
-    """What the site calendar shows; read from the query string, every field optional."""
+    """What the site calendar shows; read from the query string, every field optional (the
+    site is chosen, or refused with a 404, before the form is read)."""
 
-    site = forms.ChoiceField(required=False)
     view = forms.ChoiceField(
         required=False, choices=[("week", "Week"), ("month", "Month")], label="View"
     )
@@ -63,20 +69,11 @@ class CalendarForm(forms.Form):
         required=False, choices=[("room", "By room"), ("therapist", "By therapist")], label="Rows"
     )
     date = forms.DateField(
-        required=False, label="Showing", widget=forms.DateInput(attrs={"type": "date"})
+        required=False,
+        label="Showing",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[plausible_date],
     )
-
-    def __init__(self, *args: Any, sites: list[tuple[str, str]], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        site_field = self.fields["site"]
-        assert isinstance(site_field, forms.ChoiceField)
-        site_field.choices = sites
-
-    def clean_date(self) -> dt.date | None:
-        day: dt.date | None = self.cleaned_data.get("date")
-        if day is not None and not 2000 <= day.year <= 2100:
-            raise forms.ValidationError("Choose a date between 2000 and 2100.")
-        return day
 
 
 class EnrolForm(forms.Form):
@@ -91,7 +88,9 @@ class EnrolForm(forms.Form):
     )
     protocol = forms.ChoiceField(label="Protocol")
     start_date = forms.DateField(
-        label="Course start", widget=forms.DateInput(attrs={"type": "date"})
+        label="Course start",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[plausible_date],
     )
     dyad = forms.TypedChoiceField(
         label="Therapist dyad",
@@ -130,12 +129,6 @@ class EnrolForm(forms.Form):
         field = self.fields[name]
         assert isinstance(field, forms.ChoiceField)
         field.choices = choices
-
-    def clean_start_date(self) -> dt.date:
-        day: dt.date = self.cleaned_data["start_date"]
-        if not 2000 <= day.year <= 2100:
-            raise forms.ValidationError("Choose a date between 2000 and 2100.")
-        return day
 
     def contact(self) -> dict[str, str]:
         return {

@@ -84,8 +84,9 @@ class EnrolmentPlan:
         """Sessions worth a look before confirming: off their target day, or on the last day
         of a window that has slack (a later problem would push them out of it)."""
         found = []
+        zone = ZoneInfo(self.planned.timezone)
         for s in self.planned.sessions:
-            day = s.start.astimezone(ZoneInfo(self.planned.timezone)).date()
+            day = s.start.astimezone(zone).date()
             if day != s.target:
                 shift = (day - s.target).days
                 found.append(

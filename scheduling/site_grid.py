@@ -50,10 +50,6 @@ class Row:
     detail: str = ""
     days: list[list[Piece]] = field(default_factory=list)
 
-    @property
-    def empty(self) -> bool:
-        return not any(self.days)
-
 
 def week_of(day: date) -> list[date]:
     monday = day - timedelta(days=day.weekday())

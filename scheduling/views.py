@@ -3,6 +3,7 @@ templates. Another site's objects are a 404."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -23,6 +24,14 @@ from scheduling.models import Dyad, Participant, ScheduledSession, Site
 
 #: rows per page of a list
 PAGE_SIZE = 50
+#: the participants list's query parameters: the selector's argument and the longest value
+LIST_FILTERS = {
+    "q": ("search", 30),
+    "status": ("status", 20),
+    "protocol": ("protocol", 50),
+    "site": ("site", 50),
+    "next": ("next_session", 4),
+}
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -73,7 +82,7 @@ def today(request: HttpRequest) -> HttpResponse:
 def site_calendar(request: HttpRequest) -> HttpResponse:
     """A week or a month at a site, by room or by therapist, in the site's zone."""
     site, sites = _site_of(request)
-    form = CalendarForm(request.GET or None, sites=[(s.slug, s.name) for s in sites])
+    form = CalendarForm(request.GET or None)
     form.is_valid()  # an invalid field shows its error; the valid ones still apply
     chosen = getattr(form, "cleaned_data", {})
     view = chosen.get("view") or "week"
@@ -129,23 +138,12 @@ def _local(moment: datetime, site: Site) -> datetime:
 @login_required
 def participants(request: HttpRequest) -> HttpResponse:
     """Participants at the user's sites: search by study code, filter by status and protocol."""
-    filters = {
-        "search": _param(request, "q", 30),
-        "status": _param(request, "status", 20),
-        "protocol": _param(request, "protocol", 50),
-        "site": _param(request, "site", 50),
-        "next_session": _param(request, "next", 4),
-    }
+    filters = {arg: _param(request, name, limit) for name, (arg, limit) in LIST_FILTERS.items()}
     rows = selectors.participants_list(request.user, now=timezone.now(), **filters)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))  # bad numbers: 1 or last
-    shown = {
-        "q": filters["search"],
-        "status": filters["status"],
-        "protocol": filters["protocol"],
-        "site": filters["site"],
-        "next": filters["next_session"],
-    }
-    query = urlencode({name: value for name, value in shown.items() if value})
+    query = urlencode(
+        {name: filters[arg] for name, (arg, _) in LIST_FILTERS.items() if filters[arg]}
+    )
     context = {
         "nav": "participants",
         "rows": page.object_list,
@@ -209,8 +207,6 @@ def _dyad(request: HttpRequest, pk: int | None) -> Dyad | None:
 
 def _digest(plan: services.EnrolmentPlan) -> str:
     """A fingerprint of what a plan would book, carried from the preview to the confirmation."""
-    import hashlib
-
     parts = [f"{plan.dyad.pk}"] + [
         f"{s.key}@{s.start.isoformat()}/{s.room}/{','.join(map(str, s.staff))}"
         for s in plan.planned.sessions
@@ -220,7 +216,8 @@ def _digest(plan: services.EnrolmentPlan) -> str:
 
 def _preview_rows(plan: services.EnrolmentPlan, site: Site, digest: str) -> dict[str, object]:
     rooms = selectors.room_names(site)
-    notes = {s.key: note for s, note in plan.notes}
+    notes = plan.notes
+    note_of = {s.key: note for s, note in notes}
     zone = ZoneInfo(site.timezone)
     return {
         "digest": digest,
@@ -228,7 +225,7 @@ def _preview_rows(plan: services.EnrolmentPlan, site: Site, digest: str) -> dict
         "version": plan.version,
         "zone": site.timezone,
         "span_weeks": plan.planned.therapy_span_days() / 7,
-        "notes": plan.notes,
+        "notes": notes,
         "sessions": [
             {
                 "title": s.title,
@@ -239,7 +236,7 @@ def _preview_rows(plan: services.EnrolmentPlan, site: Site, digest: str) -> dict
                 "room": rooms.get(s.room, "") if s.room else "",
                 "window_start": s.window_start,
                 "window_end": s.window_end,
-                "note": notes.get(s.key, ""),
+                "note": note_of.get(s.key, ""),
                 "reason": s.reason,
             }
             for s in plan.planned.sessions
