@@ -260,3 +260,36 @@ def test_the_printable_schedule_lists_every_session_and_prints_only_the_schedule
     printed = screenshot("2-print").with_suffix(".pdf")
     page.pdf(path=str(printed), format="A4")
     assert printed.stat().st_size > 0
+
+
+def test_pages_fit_a_tablet_and_work_from_the_keyboard(
+    page: Page, course: Course, coordinator_a: Any, log_in_as: LogIn, screenshot: Shot
+) -> None:
+    """On a portrait tablet no page scrolls sideways (the calendar grid scrolls inside its own
+    box), and the skip link and the main navigation are reached with Tab and shown focused."""
+    log_in_as(coordinator_a)
+    page.set_viewport_size({"width": 768, "height": 1024})
+    dosing = ScheduledSession.objects.get(course=course, key="dosing-1")
+    for name, url in [
+        ("today", "/today/"),
+        ("participants", "/participants/"),
+        ("participant", f"/participants/{course.participant_id}/"),
+        ("session", f"/sessions/{dosing.pk}/"),
+        ("calendar", f"/calendar/?date={local_day(dosing.start).isoformat()}"),
+        ("enrol", "/participants/new/"),
+        ("protocols", "/protocols/mapp-ptsd/v1/"),
+    ]:
+        page.goto(url)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{url} scrolls sideways by {overflow}px on a tablet"
+        screenshot(f"tablet-{name}")
+    page.goto("/today/")
+    page.keyboard.press("Tab")
+    expect(page.locator("a.skip")).to_be_focused()
+    expect(page.locator("a.skip")).to_be_in_viewport()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    focused = page.locator(":focus")
+    expect(focused).to_have_text("Today")
+    outline = focused.evaluate("element => getComputedStyle(element).outlineStyle")
+    assert outline != "none"
