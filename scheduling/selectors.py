@@ -21,6 +21,7 @@ from django.db.models import (
     Prefetch,
     Q,
     QuerySet,
+    Subquery,
 )
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDate
@@ -336,8 +337,12 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
             ),
         )
     )
-    staffed = StaffBooking.objects.filter(session=OuterRef("pk"), active=True)
-    unstaffed = list(soon.exclude(Exists(staffed)))
+    # a scalar subquery, probed per session through the session index: as NOT EXISTS,
+    # PostgreSQL hashes every staff booking of every site for an anti-join
+    staffed = StaffBooking.objects.filter(session=OuterRef("pk"), active=True).values("pk")[:1]
+    unstaffed: list[ScheduledSession] = list(
+        soon.alias(staffed=Subquery(staffed)).filter(staffed__isnull=True)
+    )
     roomless = list(soon.filter(room__isnull=True, kind__in=ROOM_KINDS))
     followed_up = ScheduledSession.objects.filter(
         course=OuterRef("course"),
@@ -345,7 +350,11 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
         status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
     )
     missed = list(
-        sessions.filter(status=ScheduledSession.Status.MISSED, start__gte=now - timedelta(days=60))
+        sessions.filter(
+            status=ScheduledSession.Status.MISSED,
+            start__gte=now - timedelta(days=60),
+            start__lt=now,  # only a session that has begun can be missed
+        )
         .exclude(Exists(followed_up))
         .select_related("course__participant")
     )
