@@ -2,36 +2,51 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django import forms
-from django.core.validators import RegexValidator
 
 from scheduling.models import Participant, ScheduledSession
 from scheduling.planning import local_start
 
-#: a study code, not a name: letters and digits with - _ . between them
-STUDY_CODE = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-    "Use the study code: letters, digits and - _ . only (no spaces, no names).",
+# the rules live in scheduling.validators so that every door shares them; re-exported here
+from scheduling.validators import (
+    REASON_MAX_LENGTH,
+    STUDY_CODE,
+    STUDY_CODE_MAX_LENGTH,
+    plausible_date,
 )
 
+#: the reason fields' length message, in the words the services use for the same rule
+REASON_TOO_LONG = {
+    "max_length": (
+        "Shorten the reason to at most %(limit_value)d characters (it has %(show_value)d)."
+    )
+}
 
-def plausible_date(day: dt.date) -> None:
-    """Dates outside 2000-2100 are typing mistakes (and would overflow date arithmetic)."""
-    if not 2000 <= day.year <= 2100:
-        raise forms.ValidationError("Choose a date between 2000 and 2100.")
+__all__ = [
+    "STUDY_CODE",
+    "CalendarForm",
+    "EnrolForm",
+    "RescheduleForm",
+    "StatusForm",
+    "plausible_date",
+]
 
 
 class RescheduleForm(forms.Form):
-    date = forms.DateField(label="New date", widget=forms.DateInput(attrs={"type": "date"}))
+    date = forms.DateField(
+        label="New date",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[plausible_date],
+    )
     time = forms.TimeField(label="New start time", widget=forms.TimeInput(attrs={"type": "time"}))
     reason = forms.CharField(
         required=False,
-        max_length=500,
+        max_length=REASON_MAX_LENGTH,
+        error_messages=REASON_TOO_LONG,
         help_text="Needed when the session leaves its window (recorded as a protocol deviation).",
     )
 
@@ -54,7 +69,10 @@ class StatusForm(forms.Form):
         ]
     )
     reason = forms.CharField(
-        required=False, max_length=500, help_text="Needed to cancel or to mark missed."
+        required=False,
+        max_length=REASON_MAX_LENGTH,
+        error_messages=REASON_TOO_LONG,
+        help_text="Needed to cancel or to mark missed.",
     )
 
 
@@ -82,7 +100,7 @@ class EnrolForm(forms.Form):
     site = forms.ChoiceField()
     code = forms.CharField(
         label="Study code",
-        max_length=30,
+        max_length=STUDY_CODE_MAX_LENGTH,
         validators=[STUDY_CODE],
         help_text="The participant's study code, e.g. P-014. No names.",
     )
@@ -102,7 +120,7 @@ class EnrolForm(forms.Form):
     partner = forms.CharField(
         label="Partner's study code",
         required=False,
-        max_length=30,
+        max_length=STUDY_CODE_MAX_LENGTH,
         validators=[STUDY_CODE],
         help_text="Couples protocols only.",
     )

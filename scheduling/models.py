@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
 from protocol.models import ProtocolVersion
+from scheduling.validators import STUDY_CODE, STUDY_CODE_MAX_LENGTH, plausible_date
 
 WEEKDAYS = list(enumerate(calendar.day_name))
 
@@ -83,7 +84,7 @@ class OpeningHours(models.Model):
 
 class SiteClosure(models.Model):
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="closures")
-    date = models.DateField()
+    date = models.DateField(validators=[plausible_date])  # typed in the admin
     reason = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -169,8 +170,9 @@ class Unavailability(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="unavailability"
     )
-    start = models.DateTimeField()
-    end = models.DateTimeField()
+    # typed in the admin: the year check keeps 9999-12-31 out of the planner's date arithmetic
+    start = models.DateTimeField(validators=[plausible_date])
+    end = models.DateTimeField(validators=[plausible_date])
     reason = models.CharField(max_length=200, blank=True)
     history = HistoricalRecords()
 
@@ -198,7 +200,11 @@ class Participant(models.Model):
         SMS = "sms"
 
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="participants")
-    code = models.CharField(max_length=30, help_text="Study code; no names are needed.")
+    code = models.CharField(
+        max_length=STUDY_CODE_MAX_LENGTH,
+        validators=[STUDY_CODE],  # the admin's forms; services check it for every other door
+        help_text="Study code; no names are needed.",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.SCREENING)
     email = models.EmailField(blank=True)
     phone = models.CharField(max_length=30, blank=True)
@@ -360,3 +366,26 @@ class Deviation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.session}"
+
+
+class AccessLog(models.Model):
+    """A staff member's read of a participant's record (page, printout, API, admin), kept for
+    the site's compliance officer. The route's name, never the URL with its query string."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="access_log"
+    )
+    door = models.CharField(max_length=20, help_text="page, print, api or admin")
+    route = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = "record access"
+        verbose_name_plural = "record access log"
+        # the compliance officer's question: who read this participant's record, newest first
+        indexes = [models.Index(fields=["participant", "-at"], name="access_participant_at")]
+
+    def __str__(self) -> str:
+        return f"{self.user} read {self.participant} at {self.at:%Y-%m-%d %H:%M} UTC"

@@ -22,18 +22,25 @@ from protocol.selectors import (
     protocol_version_get,
     protocol_versions_for_library,
 )
-from scheduling import selectors, timeline
+from scheduling import access, timeline
 
 #: a nominal course start for drawing a protocol (only offsets matter)
 DAY_ZERO = date(2000, 1, 3)
 
 
+def _readable(request: HttpRequest) -> None:
+    """Protocols carry dose plans: a blinded assessor (or a user with no site) gets a 404."""
+    if not access.allows(request.user, access.Action.VIEW, ProtocolVersion):
+        raise Http404("No protocols for you here.")
+
+
 @login_required
 def library(request: HttpRequest) -> HttpResponse:
+    _readable(request)
     context = {
         "nav": "protocols",
         "versions": protocol_versions_for_library(),
-        "can_import": selectors.is_coordinating(request.user),
+        "can_import": access.allows(request.user, access.Action.IMPORT, ProtocolVersion),
     }
     return render(request, "protocol/library.html", context)
 
@@ -41,7 +48,7 @@ def library(request: HttpRequest) -> HttpResponse:
 @login_required
 def version_import(request: HttpRequest) -> HttpResponse:
     """Import a protocol document, by default as the protocol's next (draft) version."""
-    if not selectors.is_coordinating(request.user):
+    if not access.allows(request.user, access.Action.IMPORT, ProtocolVersion):
         raise Http404("Only administrators and coordinators import protocols.")
     form = ProtocolImportForm(request.POST or None, request.FILES or None)
     version = form.save() if request.method == "POST" and form.is_valid() else None
@@ -52,6 +59,7 @@ def version_import(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    _readable(request)
     version = _version_or_404(slug, number)
     spec = protocol_spec(version)
     picture = timeline.build(_drawn(spec), today=DAY_ZERO - timedelta(days=1))
@@ -61,6 +69,7 @@ def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse
 
 @login_required
 def version_export(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    _readable(request)
     version = _version_or_404(slug, number)
     response = HttpResponse(
         json.dumps(protocol_document(version), indent=2) + "\n", content_type="application/json"

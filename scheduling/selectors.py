@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import holidays as public_holidays
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
 from django.db.models import (
     DateField,
@@ -27,7 +26,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDate
 
 from protocol.spec import ProtocolSpec, latest_offset
-from scheduling import site_grid
+from scheduling import access, site_grid
 from scheduling.models import (
     Course,
     Dyad,
@@ -47,51 +46,18 @@ from scheduling.resources import BusyIndex, Resources, RoomSpec
 
 M = TypeVar("M", bound=Model)
 
-#: how each model reaches its site
-SITE_PATHS: dict[type[Model], str] = {
-    Site: "pk",
-    Room: "site",
-    Dyad: "site",
-    Participant: "site",
-    Course: "participant__site",
-    ScheduledSession: "course__participant__site",
-    OpeningHours: "site",
-    SiteClosure: "site",
-}
-
-AnyUser = AbstractBaseUser | AnonymousUser
-_UNREAD: Any = object()  # a role not read yet (None is "no staff profile")
-
-
-def user_site_ids(user: AnyUser) -> set[int] | None:
-    """The sites a user works at; None means every site (superusers). Read once per user
-    object: a page asks several times, and each request loads its user afresh."""
-    if not user.is_authenticated:
-        return set()
-    if getattr(user, "is_superuser", False):
-        return None
-    sites: set[int] | None = getattr(user, "_scheduling_site_ids", None)
-    if sites is None:  # request.user is a lazy proxy: plain attributes pass through it
-        sites = set(Site.objects.filter(staff__user__pk=user.pk).values_list("pk", flat=True))
-        setattr(user, "_scheduling_site_ids", sites)  # noqa: B010
-    return sites
+AnyUser = access.AnyUser
+user_site_ids = access.user_site_ids
 
 
 def scoped(queryset: QuerySet[M], user: AnyUser) -> QuerySet[M]:
-    """``queryset`` limited to the sites ``user`` works at."""
-    sites = user_site_ids(user)
-    if sites is None:
-        return queryset
-    path = SITE_PATHS[queryset.model]
-    return queryset.filter(**{f"{path}__in": sites})
+    """``queryset`` limited to what ``user`` may see (scheduling.access decides)."""
+    return access.scope(queryset, user, access.Action.VIEW)
 
 
 def staff_users_scoped(user: AnyUser) -> QuerySet[StaffProfile]:
     profiles = StaffProfile.objects.select_related("user").prefetch_related("sites")
-    sites = user_site_ids(user)
-    if sites is None:
-        return profiles
-    return profiles.filter(sites__in=sites).distinct()
+    return access.scope(profiles, user)
 
 
 def site_calendar(site: Site, *, first: date, last: date) -> SiteCalendar:
@@ -219,46 +185,18 @@ def sites_for(user: AnyUser) -> QuerySet[Site]:
     return scoped(Site.objects.all(), user).order_by("name")
 
 
-def is_therapist_only(user: AnyUser) -> bool:
-    """Therapists see their own sessions; coordinators and admins see the whole site."""
-    if getattr(user, "is_superuser", False):
-        return False
-    return _role(user) == StaffProfile.Role.THERAPIST
+def sees_own_sessions_only(user: AnyUser) -> bool:
+    """Staff whose boards show only the sessions they are booked on (not the whole site):
+    everyone whose session scope is narrower than the site's."""
+    return access.scope_of(user, access.Action.VIEW, ScheduledSession) not in (
+        None,
+        access.Scope.SITE,
+    )
 
 
 def visible_participants(user: AnyUser) -> QuerySet[Participant]:
-    """The participants a user may see: everyone at their sites, or for a therapist those
-    whose course they treat (their dyad, or a session they are booked on)."""
-    participants = scoped(Participant.objects.all(), user)
-    if not is_therapist_only(user):
-        return participants
-    uid = _uid(user)
-    treated = Course.objects.filter(
-        Q(dyad__therapist_a__pk=uid)
-        | Q(dyad__therapist_b__pk=uid)
-        | Q(sessions__staff__user__pk=uid, sessions__staff__active=True)
-    )
-    return participants.filter(
-        Q(pk__in=treated.values("participant")) | Q(pk__in=treated.values("partner"))
-    )
-
-
-def is_coordinating(user: AnyUser) -> bool:
-    """Admins and coordinators enrol participants and import protocol versions; therapists
-    read."""
-    if getattr(user, "is_superuser", False):
-        return True
-    return _role(user) in (StaffProfile.Role.ADMIN, StaffProfile.Role.COORDINATOR)
-
-
-def _role(user: AnyUser) -> str | None:
-    """The user's staff role (None without a profile), read once per user object."""
-    role: str | None = getattr(user, "_scheduling_role", _UNREAD)
-    if role is _UNREAD:
-        profiles = StaffProfile.objects.filter(user__pk=_uid(user))
-        role = profiles.values_list("role", flat=True).first()
-        setattr(user, "_scheduling_role", role)  # noqa: B010
-    return role
+    """The participants a user may see (scheduling.access decides)."""
+    return scoped(Participant.objects.all(), user)
 
 
 def day_bounds(site: Site, first: date, days: int) -> tuple[datetime, datetime]:
@@ -287,7 +225,7 @@ def board_sessions(
         start__gte=begin - timedelta(days=1),
         start__lt=end,
     ).exclude(status=ScheduledSession.Status.CANCELLED)
-    if is_therapist_only(user):
+    if sees_own_sessions_only(user):
         sessions = sessions.filter(staff__user__pk=_uid(user), staff__active=True).distinct()
     people = (
         StaffBooking.objects.filter(active=True)
@@ -320,7 +258,7 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
     missed sessions of
     the last two months whose course has nothing planned after them."""
     sessions = scoped(ScheduledSession.objects.all(), user).filter(course__participant__site=site)
-    if is_therapist_only(user):
+    if sees_own_sessions_only(user):
         sessions = sessions.filter(staff__user__pk=_uid(user)).distinct()
     soon = sessions.filter(
         start__gte=now,
@@ -406,11 +344,15 @@ def participants_list(
     return listed.order_by("site__name", "code", "pk")
 
 
-def participant_courses(participant: Participant) -> list[Course]:
+def participant_courses(participant: Participant, user: AnyUser) -> list[Course]:
+    """The participant's courses with the sessions ``user`` may see (all of them for the
+    site's coordinators and the dyad; a night attendant's nights only)."""
+    sessions = scoped(ScheduledSession.objects.all(), user).prefetch_related("room", "deviations")
     return list(
-        Course.objects.filter(Q(participant=participant) | Q(partner=participant))
+        scoped(Course.objects.all(), user)
+        .filter(Q(participant=participant) | Q(partner=participant))
         .select_related("protocol_version__protocol", "dyad")
-        .prefetch_related("sessions__room", "sessions__deviations")
+        .prefetch_related(Prefetch("sessions", queryset=sessions))
         .order_by("start_date")
     )
 
@@ -419,7 +361,6 @@ def session_page(user: AnyUser, pk: int) -> ScheduledSession:
     """One session of the user's sites, with what its page shows; DoesNotExist otherwise."""
     return (
         scoped(ScheduledSession.objects.all(), user)
-        .filter(course__participant__in=visible_participants(user))
         .select_related(
             "room", "course__participant__site", "course__dyad", "course__protocol_version"
         )
@@ -428,8 +369,13 @@ def session_page(user: AnyUser, pk: int) -> ScheduledSession:
     )
 
 
-def session_template(session: ScheduledSession) -> Any:
+def session_template(session: ScheduledSession, user: AnyUser) -> Any:
+    """The session's protocol template (its dose plan, how to prepare), or None for a user who
+    may not read protocols (a blinded assessor never sees a dose)."""
     from protocol.models import SessionTemplate
+
+    if not access.allows(user, access.Action.VIEW, SessionTemplate):
+        return None
 
     return SessionTemplate.objects.filter(
         version=session.course.protocol_version, key=session.template_key
@@ -440,12 +386,14 @@ def calendar_rows(site: Site, by: str, user: AnyUser) -> list[tuple[int, str, st
     """The rows of the site calendar: active rooms (by kind), or the site's therapists and
     assessors. A therapist sees only their own row among people."""
     if by == "room":
-        rooms = Room.objects.filter(site=site, active=True).order_by("kind", "name", "pk")
-        return [(r.pk, r.name, r.kind) for r in rooms]
-    people = StaffProfile.objects.filter(
-        sites=site, role__in=[StaffProfile.Role.THERAPIST, StaffProfile.Role.ASSESSOR]
-    ).select_related("user")
-    if is_therapist_only(user):
+        rooms = scoped(Room.objects.filter(site=site, active=True), user)
+        return [(r.pk, r.name, r.kind) for r in rooms.order_by("kind", "name", "pk")]
+    people = (
+        scoped(StaffProfile.objects.all(), user)
+        .filter(sites=site, role__in=[StaffProfile.Role.THERAPIST, StaffProfile.Role.ASSESSOR])
+        .select_related("user")
+    )
+    if sees_own_sessions_only(user):
         people = people.filter(user__pk=_uid(user))
     return [
         (p.user_id, p.user.get_full_name() or p.user.get_username(), p.role)
@@ -468,7 +416,7 @@ def calendar_bookings(
     sites = user_site_ids(user)
     if sites is not None and site.pk not in sites:
         return []
-    if is_therapist_only(user):
+    if sees_own_sessions_only(user):
         mine = StaffBooking.objects.filter(user__pk=_uid(user), active=True)
         bookings = bookings.filter(session__in=mine.values("session"))
     row_field = "room_id" if by == "room" else "user_id"
@@ -492,7 +440,9 @@ def enrol_choices(user: AnyUser) -> dict[str, list[Any]]:
     """What the enrolment form offers: the user's sites, active protocols, active dyads."""
     from protocol.models import ProtocolVersion
 
-    sites = [(s.slug, s.name) for s in sites_for(user)]
+    sites = [(s.slug, s.name) for s in access.scope(Site.objects.order_by("name"), user)]
+    if not access.allows(user, access.Action.ENROL, Participant):
+        sites = []
     protocols = [
         (v.protocol.slug, f"{v.name} (version {v.version})")
         for v in ProtocolVersion.objects.filter(status="active")
@@ -519,7 +469,8 @@ def participant_schedule(user: AnyUser, pk: int, now: datetime) -> tuple[Partici
 
     participant = visible_participants(user).select_related("site").get(pk=pk)
     sessions = list(
-        ScheduledSession.objects.filter(
+        scoped(ScheduledSession.objects.all(), user)
+        .filter(
             Q(course__participant=participant) | Q(course__partner=participant),
             end__gte=now,
             status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],

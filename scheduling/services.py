@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Model, Q
 from django.utils import timezone
@@ -19,6 +20,7 @@ from protocol.selectors import ProtocolNotFound, protocol_spec, protocol_version
 from protocol.spec import ProtocolSpec
 from scheduling import selectors
 from scheduling.models import (
+    AccessLog,
     Course,
     Deviation,
     Dyad,
@@ -36,11 +38,14 @@ from scheduling.planning import (
     plan_course,
 )
 from scheduling.resources import Booking
+from scheduling.validators import (
+    REASON_MAX_LENGTH,
+    STUDY_CODE,
+    STUDY_CODE_MAX_LENGTH,
+    plausible_date,
+)
 
 ModelT = TypeVar("ModelT", bound=Model)
-#: course starts outside these are typing mistakes, and would overflow date arithmetic
-EARLIEST_START = date(2000, 1, 1)
-LATEST_START = date(2100, 12, 31)
 
 
 class SchedulingError(ValueError):
@@ -57,6 +62,36 @@ class BookingConflict(RuntimeError):
 
 def _fail(name: str, message: str) -> SchedulingError:
     return SchedulingError({name: [message]})
+
+
+# The input rules of scheduling.validators, checked here too: commands, the API and any other
+# caller reach the services without a form, and each must get the same answer as the pages.
+
+
+def _check_date(name: str, day: date) -> None:
+    try:
+        plausible_date(day)
+    except ValidationError as exc:
+        raise _fail(name, f"{day.isoformat()}: {' '.join(exc.messages)}") from exc
+
+
+def _check_code(name: str, code: str) -> None:
+    if len(code) > STUDY_CODE_MAX_LENGTH:
+        raise _fail(name, f"A study code has at most {STUDY_CODE_MAX_LENGTH} characters.")
+    try:
+        STUDY_CODE(code)
+    except ValidationError as exc:
+        raise _fail(name, " ".join(exc.messages)) from exc
+
+
+def _check_reason(reason: str) -> None:
+    if len(reason) > REASON_MAX_LENGTH:
+        raise _fail(
+            "reason",
+            f"Shorten the reason to at most {REASON_MAX_LENGTH} characters (it has {len(reason)}).",
+        )
+    if "\x00" in reason:  # PostgreSQL cannot store it: a pasted control character
+        raise _fail("reason", "The reason holds a control character; type it again.")
 
 
 def _save(instance: ModelT, by: User | None, reason: str) -> ModelT:
@@ -125,12 +160,10 @@ def _enrolment_checks(
     dyad: Dyad | None,
     partner_code: str | None,
 ) -> tuple[ProtocolVersion, ProtocolSpec]:
-    if not EARLIEST_START <= start_date <= LATEST_START:
-        raise _fail(
-            "start_date",
-            f"{start_date.isoformat()} is not a plausible course start "
-            f"({EARLIEST_START.year}-{LATEST_START.year})",
-        )
+    _check_date("start_date", start_date)
+    _check_code("code", code)
+    if partner_code:
+        _check_code("partner", partner_code)
     try:
         version = protocol_version_get(slug=protocol_slug)
     except ProtocolNotFound as exc:
@@ -368,6 +401,7 @@ def session_reschedule(
     """
     if start.tzinfo is None:
         raise _fail("start", "give the time with its UTC offset, e.g. 2027-03-01T09:00:00-05:00")
+    _check_reason(reason)
     course = (
         Course.objects.select_for_update(of=("self",))
         .select_related(
@@ -380,6 +414,8 @@ def session_reschedule(
     )
     sessions = list(ScheduledSession.objects.select_for_update().filter(course=course))
     session = next(s for s in sessions if s.pk == session.pk)
+    site = course.participant.site
+    _check_local_start(start, site)
     if not session.is_open:
         raise _fail("start", f"{session.key} is {session.status} and cannot be moved")
     spec = protocol_spec(course.protocol_version)
@@ -393,7 +429,6 @@ def session_reschedule(
         elif s.template_key not in replan or not s.is_open:
             fixed[s.key] = s.start
             held[s.key] = bookings.get(s.pk, Booking())
-    site = course.participant.site
     first, last = selectors.planning_horizon(course.start_date, spec)
     # a move with a reason may leave the windows: its dependents can then reach further
     last = max(last, start + (last - first))
@@ -454,6 +489,16 @@ def session_reschedule(
         result.deviations.append(deviation)
     result.applied = True
     return result
+
+
+def _check_local_start(start: datetime, site: Site) -> None:
+    """The year check on the date the site's staff see: 2100-12-31 23:30 in New York is
+    already 2101 in UTC, and a far date given with an offset overflows on conversion."""
+    try:
+        local = start.astimezone(ZoneInfo(site.timezone))
+    except OverflowError:
+        local = start  # beyond what a datetime holds in the site's zone: implausible anyway
+    _check_date("start", local.date())
 
 
 def _window_deviation(
@@ -550,6 +595,7 @@ def session_set_status(
 ) -> ScheduledSession:
     """Confirm, complete, cancel or mark missed. Cancelling and missing a session are protocol
     deviations: they need a reason and free the session's room and staff."""
+    _check_reason(reason)
     session = ScheduledSession.objects.select_for_update().get(pk=session.pk)
     allowed = {choice for choice, _ in ScheduledSession.Status.choices} - {"planned"}
     if status not in allowed:
@@ -573,3 +619,38 @@ def session_set_status(
         deviation = Deviation(session=session, kind=status, reason=reason.strip(), created_by=by)
         _save(deviation, by, reason)
     return session
+
+
+# --- night attendants ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def night_attendant_book(*, session: ScheduledSession, attendant: User, by: User | None) -> None:
+    """Book a night attendant on an overnight session, from its start until the dosing room is
+    released the next morning: the nights they work are what the access policy shows them."""
+    session = ScheduledSession.objects.select_for_update().get(pk=session.pk)
+    if not session.overnight or not session.is_open:
+        raise _fail("session", f"{session.key} is not an open overnight session")
+    role = getattr(getattr(attendant, "staff_profile", None), "role", None)
+    site_id = session.course.participant.site_id
+    if role != "night_attendant" or not attendant.staff_profile.sites.filter(pk=site_id).exists():
+        raise _fail("attendant", "choose a night attendant who works at this site")
+    hold = RoomBooking.objects.filter(session=session, active=True).first()
+    until = hold.until if hold is not None else session.end
+    booking = StaffBooking(session=session, user=attendant, begin=session.start, until=until)
+    try:
+        with transaction.atomic():
+            _save(booking, by, "night attendant booked")
+    except IntegrityError as exc:
+        raise BookingConflict(f"{attendant.get_username()} is booked elsewhere that night") from exc
+
+
+# --- access audit --------------------------------------------------------------------------
+
+
+def access_log_record(*, user: Any, participant: Participant, door: str, route: str) -> None:
+    """Note that a staff member read a participant's record (who, when, which, through which
+    door), for the compliance officer's review."""
+    if not getattr(user, "is_authenticated", False):
+        return
+    AccessLog.objects.create(user_id=user.pk, participant=participant, door=door, route=route)

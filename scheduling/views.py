@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from protocol.models import Protocol
-from scheduling import selectors, services, site_grid, timeline
+from scheduling import access, selectors, services, site_grid, timeline
 from scheduling.forms import CalendarForm, EnrolForm, RescheduleForm, StatusForm
 from scheduling.models import Dyad, Participant, ScheduledSession, Site
 
@@ -26,12 +27,14 @@ from scheduling.models import Dyad, Participant, ScheduledSession, Site
 PAGE_SIZE = 50
 #: the participants list's query parameters: the selector's argument and the longest value
 LIST_FILTERS = {
-    "q": ("search", 30),
     "status": ("status", 20),
     "protocol": ("protocol", 50),
     "site": ("site", 50),
     "next": ("next_session", 4),
 }
+#: the participants search (a study code) lives in the session, never in a URL: addresses end
+#: up in access logs, browser history and Referer headers
+SEARCH_KEY, SEARCH_LIMIT = "participants_search", 30
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -125,10 +128,26 @@ def site_calendar(request: HttpRequest) -> HttpResponse:
     return render(request, "scheduling/calendar.html", context)
 
 
-def _param(request: HttpRequest, name: str, limit: int) -> str:
-    """A query-string filter as text the database accepts (no NUL), at most ``limit`` long;
-    a value that matches nothing simply finds nothing."""
-    return request.GET.get(name, "").replace("\x00", "").strip()[:limit]
+def _param(request: HttpRequest, name: str, limit: int, *, posted: bool = False) -> str:
+    """A query-string (or ``posted`` form) filter as text the database accepts (no NUL), at
+    most ``limit`` long; a value that matches nothing simply finds nothing."""
+    data = request.POST if posted else request.GET
+    return data.get(name, "").replace("\x00", "").strip()[:limit]
+
+
+def _participants_search(request: HttpRequest) -> HttpResponse:
+    """Post/Redirect/Get: the study code searched for is kept in the session and the list is
+    shown at an address without it; the other filters (no PHI) stay in the query string."""
+    search = "" if "clear" in request.POST else _param(request, "q", SEARCH_LIMIT, posted=True)
+    if search:
+        request.session[SEARCH_KEY] = search
+    else:
+        request.session.pop(SEARCH_KEY, None)
+    filters = {
+        name: _param(request, name, limit, posted=True) for name, (_, limit) in LIST_FILTERS.items()
+    }
+    query = urlencode({name: value for name, value in filters.items() if value})
+    return redirect(reverse("participants") + (f"?{query}" if query else ""))
 
 
 def _local(moment: datetime, site: Site) -> datetime:
@@ -137,8 +156,14 @@ def _local(moment: datetime, site: Site) -> datetime:
 
 @login_required
 def participants(request: HttpRequest) -> HttpResponse:
-    """Participants at the user's sites: search by study code, filter by status and protocol."""
+    """Participants at the user's sites: search by study code (posted), filter by status and
+    protocol."""
+    if request.method == "POST":
+        return _participants_search(request)
     filters = {arg: _param(request, name, limit) for name, (arg, limit) in LIST_FILTERS.items()}
+    filters["search"] = str(request.session.get(SEARCH_KEY, ""))
+    if filters["next_session"] not in dict(selectors.NEXT_SESSION_CHOICES):
+        filters["next_session"] = ""  # only the offered choices: "²".isdigit() is True
     rows = selectors.participants_list(request.user, now=timezone.now(), **filters)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))  # bad numbers: 1 or last
     query = urlencode(
@@ -152,7 +177,7 @@ def participants(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "statuses": Participant.Status.choices,
         "protocols": Protocol.objects.order_by("slug").values_list("slug", flat=True),
-        "can_enrol": selectors.is_coordinating(request.user),
+        "can_enrol": access.allows(request.user, access.Action.ENROL, Participant),
         "sites": selectors.sites_for(request.user),
         "next_choices": selectors.NEXT_SESSION_CHOICES,
     }
@@ -164,7 +189,7 @@ def participant_new(request: HttpRequest) -> HttpResponse:
     """Enrol a participant: Preview plans the course against the site's calendar and bookings
     and shows it with anything worth a look; Confirm books exactly the previewed plan (if the
     bookings changed meanwhile, the new plan is shown instead)."""
-    if not selectors.is_coordinating(request.user):
+    if not access.allows(request.user, access.Action.ENROL, Participant):
         raise Http404("Only coordinators and administrators enrol participants.")
     choices = selectors.enrol_choices(request.user)
     form = EnrolForm(request.POST or None, initial={"preferred_channel": "none"}, **choices)
@@ -250,10 +275,13 @@ def participant(request: HttpRequest, pk: int) -> HttpResponse:
     found = get_object_or_404(
         selectors.visible_participants(request.user).select_related("site"), pk=pk
     )
+    services.access_log_record(
+        user=request.user, participant=found, door="page", route="participant"
+    )
     zone = ZoneInfo(found.site.timezone)
     today = timezone.now().astimezone(zone).date()
     courses = []
-    for course in selectors.participant_courses(found):
+    for course in selectors.participant_courses(found, request.user):
         sessions = sorted(course.sessions.all(), key=lambda s: s.start)
         picture = timeline.build(
             [
@@ -289,6 +317,9 @@ def participant_schedule(request: HttpRequest, pk: int) -> HttpResponse:
         found, sessions = selectors.participant_schedule(request.user, pk, timezone.now())
     except Participant.DoesNotExist:
         raise Http404("No such participant.") from None
+    services.access_log_record(
+        user=request.user, participant=found, door="print", route="participant-schedule"
+    )
     context = {"participant": found, "site": found.site, "sessions": sessions}
     return render(request, "scheduling/schedule_print.html", context)
 
@@ -301,11 +332,24 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         found = selectors.session_page(request.user, pk)
     except ScheduledSession.DoesNotExist:
         raise Http404("No such session.") from None
+    services.access_log_record(
+        user=request.user, participant=found.course.participant, door="page", route="session"
+    )
     zone = found.course.participant.site.timezone
     local = found.start.astimezone(ZoneInfo(zone))
     move = RescheduleForm(initial={"date": local.date(), "time": local.time()}, zone=zone)
     status = StatusForm()
     preview = None
+    may = {
+        "reschedule": access.can(request.user, access.Action.RESCHEDULE, found),
+        "status": access.can(request.user, access.Action.SET_STATUS, found),
+        "participant": access.can(request.user, access.Action.VIEW, found.course.participant),
+    }
+    action = request.POST.get("action") if request.method == "POST" else None
+    if action in ("preview", "apply") and not may["reschedule"]:
+        raise PermissionDenied("You may not move this session.")
+    if action == "status" and not may["status"]:
+        raise PermissionDenied("You may not change this session's status.")
     if request.method == "POST" and request.POST.get("action") in ("preview", "apply"):
         move = RescheduleForm(request.POST, zone=zone)
         if move.is_valid():
@@ -330,7 +374,8 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "nav": "participants",
         "s": found,
         "zone": zone,
-        "template": selectors.session_template(found),
+        "template": selectors.session_template(found, request.user),
+        "may": may,
         "move": move,
         "status_form": status,
         "preview": preview,

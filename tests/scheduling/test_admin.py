@@ -24,7 +24,7 @@ from scheduling.models import (
     StaffBooking,
     Unavailability,
 )
-from scheduling.services import participant_enrol, session_set_status
+from scheduling.services import access_log_record, participant_enrol, session_set_status
 from tests.conftest import enrol_mapp, make_site, make_staff, once_over
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +60,7 @@ def course(db: Any) -> Course:
         end=session.end,
         reason="training",
     )
+    access_log_record(user=coordinator, participant=course.participant, door="page", route="x")
     return course
 
 
@@ -77,6 +78,7 @@ def test_every_scheduling_model_is_registered() -> None:
         "Deviation",
         "RoomBooking",
         "StaffBooking",
+        "AccessLog",
     }
 
 

@@ -1,0 +1,35 @@
+"""The input rules every door shares (pages, the API, the admin, services and commands), so
+that one input gets one answer whichever way it comes in."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+
+#: a study code, not a name: letters and digits with - _ . between them, at most 30
+STUDY_CODE_MAX_LENGTH = 30
+STUDY_CODE = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z",
+    "Use the study code: letters, digits and - _ . only (no spaces, no names).",
+    code="study_code",
+)
+
+#: the longest reason a person can give (cancelling, moving out of a window, withdrawing); the
+#: audit history keeps it whole
+REASON_MAX_LENGTH = 2000
+
+#: dates outside these years are typing mistakes (and would overflow date arithmetic)
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
+
+
+def plausible_date(day: dt.date) -> None:
+    """One year check for every date (and the date of every date-time) a person enters."""
+    if isinstance(day, dt.datetime):
+        day = day.date()
+    if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
+        raise ValidationError(
+            f"Choose a date between the years {EARLIEST_YEAR} and {LATEST_YEAR}.",
+            code="implausible_date",
+        )
