@@ -1,6 +1,11 @@
 """Concurrent writes, each thread with its own database connection: enrolments that race for
 the same dyad, rooms and times, and reschedules that race for the same slot. The database's
-exclusion constraints have the last word: no overlap, and every enrolment is all or nothing."""
+exclusion constraints have the last word: no overlap, and every enrolment is all or nothing.
+
+Every racing thread reads its snapshot of the bookings before any of them writes (a barrier
+behind the real ``selectors.resources_snapshot``), so the application's own planning check
+cannot see the clash: only the exclusion constraints of migration 0002 (``*_no_overlap``) can
+stop it, and the tests assert that they did. Without them, every thread would succeed."""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connections
+from django.db import IntegrityError, connections
 
+from scheduling import selectors
 from scheduling.models import (
     Course,
     Dyad,
@@ -23,7 +29,6 @@ from scheduling.models import (
 )
 from scheduling.services import (
     BookingConflict,
-    SchedulingError,
     participant_enrol,
     session_reschedule,
 )
@@ -60,7 +65,34 @@ def run_together(calls: list[Callable[[], T]]) -> list[T | BaseException]:
     return outcomes
 
 
-def test_concurrent_enrolments_with_one_dyad_never_double_book(site_a, coordinator_a) -> None:
+def read_snapshots_together(monkeypatch: pytest.MonkeyPatch, parties: int) -> None:
+    """Instrumentation, not a mock: the real ``resources_snapshot`` runs, then each caller
+    waits until ``parties`` callers have read theirs. Each thread then plans on bookings
+    without the others' and would book the same room, people and times."""
+    barrier = threading.Barrier(parties)
+    real = selectors.resources_snapshot
+
+    def read_then_wait(*args: Any, **kwargs: Any) -> Any:
+        busy = real(*args, **kwargs)
+        barrier.wait(timeout=20)
+        return busy
+
+    monkeypatch.setattr(selectors, "resources_snapshot", read_then_wait)
+
+
+def stopped_by_the_constraint(outcome: object) -> bool:
+    """The clash was refused by an exclusion constraint, not by the planner's own check."""
+    cause = getattr(outcome, "__cause__", None)
+    return (
+        isinstance(outcome, BookingConflict)
+        and isinstance(cause, IntegrityError)
+        and "no_overlap" in str(cause)
+    )
+
+
+def test_concurrent_enrolments_with_one_dyad_never_double_book(
+    site_a, coordinator_a, monkeypatch
+) -> None:
     dyad = Dyad.objects.filter(site=site_a).order_by("name").first()
     assert dyad is not None
     codes = [f"P-{n:03d}" for n in range(1, THREADS + 1)]
@@ -75,13 +107,14 @@ def test_concurrent_enrolments_with_one_dyad_never_double_book(site_a, coordinat
             dyad=dyad,
         )
 
+    read_snapshots_together(monkeypatch, THREADS)
     outcomes = run_together([enrol(code) for code in codes])
 
-    unexpected = [o for o in outcomes if isinstance(o, BaseException)]
-    unexpected = [o for o in unexpected if not isinstance(o, BookingConflict | SchedulingError)]
-    assert unexpected == []
     succeeded = [code for code, o in zip(codes, outcomes, strict=True) if isinstance(o, Course)]
-    assert len(succeeded) >= 1
+    # every thread planned the same course on the same free calendar: one may book it
+    assert len(succeeded) == 1, outcomes
+    losers = [o for o in outcomes if not isinstance(o, Course)]
+    assert all(stopped_by_the_constraint(o) for o in losers), [repr(o) for o in losers]
     # all or nothing per enrolment
     for code, outcome in zip(codes, outcomes, strict=True):
         participant = Participant.objects.filter(site=site_a, code=code).first()
@@ -127,7 +160,9 @@ def test_concurrent_enrolments_with_one_dyad_never_double_book(site_a, coordinat
     assert overlapping_in_python() == []
 
 
-def test_concurrent_reschedules_to_one_slot_at_most_one_wins(site_a, coordinator_a) -> None:
+def test_concurrent_reschedules_to_one_slot_at_most_one_wins(
+    site_a, coordinator_a, monkeypatch
+) -> None:
     dyad = Dyad.objects.filter(site=site_a).order_by("name").first()
     assert dyad is not None
     courses = [
@@ -155,12 +190,13 @@ def test_concurrent_reschedules_to_one_slot_at_most_one_wins(site_a, coordinator
     def move(session: ScheduledSession) -> Callable[[], Any]:
         return lambda: session_reschedule(session=session, start=slot, by=coordinator_a)
 
+    read_snapshots_together(monkeypatch, len(closings))
     outcomes = run_together([move(c) for c in closings])
 
     winners = [n for n, o in enumerate(outcomes) if not isinstance(o, BaseException)]
     losers = [o for o in outcomes if isinstance(o, BaseException)]
     assert len(winners) == 1, outcomes
-    assert all(isinstance(o, BookingConflict) for o in losers), losers
+    assert all(stopped_by_the_constraint(o) for o in losers), [repr(o) for o in losers]
     for n, closing in enumerate(closings):
         closing.refresh_from_db()
         if n in winners:

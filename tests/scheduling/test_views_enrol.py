@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from scheduling.models import Course, Participant, ScheduledSession
+from scheduling.models import Course, Dyad, Participant, ScheduledSession
 from tests.conftest import enrol_mapp, make_site, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -79,7 +79,7 @@ def test_a_changed_plan_is_shown_again_not_booked(client: Client, site_a, coordi
         ({"code": ""}, "code", "This field is required"),
         ({"code": "Jane Doe"}, "code", "no names"),
         ({"start_date": "2027-02-30"}, "start_date", "Enter a valid date"),
-        ({"start_date": "1850-01-01"}, "start_date", "between 2000 and 2100"),
+        ({"start_date": "1850-01-01"}, "start_date", "between the years 2000 and 2100"),
         ({"protocol": "nope"}, "protocol", "Select a valid choice"),
         ({"site": "b"}, "site", "Select a valid choice"),
         ({"dyad": "999999"}, "dyad", "Select a valid choice"),
@@ -126,3 +126,27 @@ def test_therapists_and_other_sites_cannot_enrol_here(
     response = client.post("/participants/new/", fields(action="confirm"))
     assert 'class="errorlist' in response.content.decode()
     assert not Participant.objects.exists()
+
+
+def test_the_dyad_choices_are_the_users_sites_only(
+    client: Client, site_a, site_b, coordinator_a
+) -> None:
+    """Another site's dyad is neither offered nor accepted: naming it is a field error and
+    nothing is booked (not quietly replaced by one of the user's dyads)."""
+    mine = list(Dyad.objects.filter(site=site_a))
+    theirs = Dyad.objects.filter(site=site_b).first()
+    assert mine and theirs is not None
+    client.force_login(coordinator_a)
+    page = client.get("/participants/new/").content.decode()
+    offered = page.split('name="dyad"')[1].split("</select>")[0]
+    for dyad in mine:
+        assert f'value="{dyad.pk}"' in offered
+    assert f'value="{theirs.pk}"' not in offered
+    assert theirs.name not in page and site_b.name not in page
+    for action in ("preview", "confirm"):
+        response = client.post("/participants/new/", fields(action=action, dyad=theirs.pk))
+        assert response.status_code == 200
+        paragraph = response.content.decode().split('<label for="id_dyad"')[0].rsplit("<p>", 1)[1]
+        assert "Select a valid choice" in paragraph
+    assert not Participant.objects.exists()
+    assert not Course.objects.exists()
