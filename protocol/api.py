@@ -1,20 +1,25 @@
 # mypy: allow-subclassing-any
 # (rest_framework has no type stubs here, so its classes are Any to mypy.)
-"""Read-only REST API of the protocol library. Protocols are global (not per site): every
-signed-in user reads them. A protocol is named by its slug; without ``?version=N`` a request
-means its active version."""
+"""Read-only REST API of the protocol library. Protocols are global (not per site), but they
+hold dose plans: who may read them is the site access policy's answer, which config/urls.py
+hands to these views as ``may_read`` (``protocol`` never imports ``scheduling``). Without it
+nobody may, so a view wired up without the policy is closed, not open. A blinded remote
+assessor gets 403 on every route here. A protocol is named by its slug; without
+``?version=N`` a request means its active version."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import exceptions, generics, serializers
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from config.api import ApiSchema, ErrorSerializer, Pagination, QuerySerializer
 from protocol.models import ProtocolVersion, SessionTemplate
 from protocol.selectors import (
     ProtocolNotFound,
@@ -22,6 +27,41 @@ from protocol.selectors import (
     protocol_version_get,
     protocol_versions_for_library,
 )
+
+
+def _nobody(user: Any) -> bool:
+    return False
+
+
+class MayRead(BasePermission):
+    """The view's ``may_read(user)`` answers (the access policy, passed in by the urls)."""
+
+    message = "Your role may not read protocols (they hold dose plans)."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(view.may_read(request.user))
+
+
+class ProtocolApi(generics.GenericAPIView):
+    #: who may read protocols; config/urls.py passes scheduling.access's answer
+    may_read: Callable[[Any], bool] = staticmethod(_nobody)
+    permission_classes = [IsAuthenticated, MayRead]
+    schema = ApiSchema()
+    forbidden = MayRead.message + " (Blinded remote assessors.)"
+
+
+#: "HH:MM", as the protocol document writes a preferred start time
+WALL_CLOCK = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": WALL_CLOCK, "example": "09:00"}  # not "format: time"
+)
+class WallClockField(serializers.TimeField):
+    """A local wall-clock time as HH:MM (no seconds, no offset)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%H:%M", **kwargs)
 
 
 class ProtocolVersionOutputSerializer(serializers.ModelSerializer):
@@ -52,8 +92,8 @@ class ProtocolVersionOutputSerializer(serializers.ModelSerializer):
 
 
 class SessionTemplateOutputSerializer(serializers.ModelSerializer):
-    start_time = serializers.TimeField(
-        format="%H:%M", help_text="Preferred local wall-clock time at the site (HH:MM, no offset)."
+    start_time = WallClockField(
+        help_text="Preferred local wall-clock time at the site (HH:MM, no offset)."
     )
 
     class Meta:
@@ -87,7 +127,7 @@ class ProtocolVersionDetailOutputSerializer(ProtocolVersionOutputSerializer):
         fields = [*ProtocolVersionOutputSerializer.Meta.fields, "sessions"]
 
 
-class VersionFilterSerializer(serializers.Serializer):
+class VersionFilterSerializer(QuerySerializer):
     version = serializers.IntegerField(
         required=False,
         min_value=1,
@@ -106,21 +146,26 @@ def _version(request: Request, slug: str) -> ProtocolVersion:
         raise exceptions.NotFound(str(exc)) from exc
 
 
-NOT_FOUND = OpenApiResponse(OpenApiTypes.OBJECT, description="No such protocol or version.")
+NOT_FOUND = OpenApiResponse(
+    ErrorSerializer, description="No such protocol or version; the detail names those that exist."
+)
 
 
-class ProtocolListApi(APIView):
-    @extend_schema(
-        responses=ProtocolVersionOutputSerializer(many=True),
-        tags=["protocols"],
-        description="Every version of every protocol, newest version first within a protocol.",
-    )
-    def get(self, request: Request) -> Response:
-        versions = protocol_versions_for_library()
-        return Response(ProtocolVersionOutputSerializer(versions, many=True).data)
+@extend_schema(
+    tags=["protocols"],
+    description="Every version of every protocol, newest version first within a protocol.",
+)
+class ProtocolListApi(ProtocolApi, generics.ListAPIView):
+    serializer_class = ProtocolVersionOutputSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self) -> Any:
+        return protocol_versions_for_library()
 
 
-class ProtocolDetailApi(APIView):
+class ProtocolDetailApi(ProtocolApi):
+    query_serializer = VersionFilterSerializer
+
     @extend_schema(
         parameters=[VersionFilterSerializer],
         responses={200: ProtocolVersionDetailOutputSerializer, 404: NOT_FOUND},
@@ -131,7 +176,9 @@ class ProtocolDetailApi(APIView):
         return Response(ProtocolVersionDetailOutputSerializer(version).data)
 
 
-class ProtocolExportApi(APIView):
+class ProtocolExportApi(ProtocolApi):
+    query_serializer = VersionFilterSerializer
+
     @extend_schema(
         parameters=[VersionFilterSerializer],
         responses={

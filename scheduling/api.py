@@ -1,11 +1,16 @@
 # mypy: allow-subclassing-any
 # (rest_framework has no type stubs here, so its classes are Any to mypy.)
-"""The REST API of scheduling: thin views that read through selectors and write through
+"""The REST API of scheduling: thin views that read through the access policy and write through
 services, each with its input serializer nested in it (HackSoft style).
 
-Access: every fetch goes through ``selectors.scoped``, so another site's objects answer 404 and
-never appear in lists; a site named in input that the user does not work at is a field error
-that does not say whether it exists."""
+Access: every door asks ``scheduling.access``. Lists and details read
+``access.scope(queryset, user, Action.VIEW)``, so an object the user may not see (another
+site's, or a participant a therapist does not treat) answers 404 and is absent from lists. A
+write asks for its own action on the object: enrolling needs ENROL, moving a session
+RESCHEDULE, cancelling and status changes SET_STATUS; an object the user sees but may not act
+on answers 403 and nothing changes. A site named in input where the user may not enrol reads
+exactly like an unknown site. Reads of one participant's record are logged
+(``services.access_log_record``). Lists are pages (``config.api.Pagination``)."""
 
 from __future__ import annotations
 
@@ -14,30 +19,38 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
     extend_schema_serializer,
-    inline_serializer,
 )
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
-from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
-from scheduling import selectors, services
-from scheduling.models import Dyad, Participant, Room, ScheduledSession, Site, StaffBooking
-from scheduling.selectors import scoped
+from config.api import ApiSchema, ErrorSerializer, Pagination, QuerySerializer
+from protocol.models import ProtocolVersion
+from scheduling import access, services, validators
+from scheduling.access import Action
+from scheduling.models import (
+    Course,
+    Dyad,
+    Participant,
+    Room,
+    ScheduledSession,
+    Site,
+    StaffBooking,
+    StaffProfile,
+)
 from scheduling.serializers import (
     DyadOutputSerializer,
     ParticipantOutputSerializer,
@@ -54,6 +67,8 @@ logger = logging.getLogger("django.request")
 M = TypeVar("M", bound=Model)
 #: the largest id a bigint column holds: larger numbers are input errors, not overflows
 MAX_ID = 2**63 - 1
+#: seed_demo's site, so that the documentation's examples work against the demo
+DEMO_SITE = "demo"
 
 # --- errors --------------------------------------------------------------------------------
 
@@ -89,17 +104,42 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     )
 
 
+CONFLICT = OpenApiResponse(
+    ErrorSerializer, description="A room or a person was taken meanwhile; nothing written."
+)
+
+# --- the views' shapes ---------------------------------------------------------------------
+
+
+class ListApi(generics.ListAPIView):
+    # a list: one page of what the user may see, in a fixed number of queries
+
+    pagination_class = Pagination
+    schema = ApiSchema()
+
+
+class DetailApi(generics.RetrieveAPIView):
+    # one object the user may see; anything else is 404
+
+    schema = ApiSchema()
+
+
+class ActionApi(generics.GenericAPIView):
+    # a write on one object: a POST with a JSON body
+
+    schema = ApiSchema()
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _user(request: Request) -> User:
-    user: User = request.user
-    return user
+def _scope(queryset: QuerySet[M], request: Request, action: str = Action.VIEW) -> QuerySet[M]:
+    return access.scope(queryset, request.user, action)
 
 
-def _get(queryset: QuerySet[M], request: Request, pk: int) -> M:
-    """One object of a site the user works at, or 404."""
-    return get_object_or_404(scoped(queryset, request.user), pk=pk)
+def _schema_only(view: generics.GenericAPIView) -> bool:
+    """drf-spectacular builds the schema with a stand-in view (no real request)."""
+    return bool(getattr(view, "swagger_fake_view", False))
 
 
 #: "2027-02-30" has the right format but is no date: say so instead of DRF's "wrong format"
@@ -127,102 +167,152 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 
 def _site_field_error() -> exceptions.ValidationError:
-    # the same words whether the site exists elsewhere or not at all
+    # the same words whether the site exists elsewhere, forbids enrolling, or does not exist
     return exceptions.ValidationError("No site with this slug among the sites you work at.")
 
 
-def _visible_site(request: Request, slug: str) -> Site:
-    site = scoped(Site.objects.all(), request.user).filter(slug=slug).first()
-    if site is None:
-        raise _site_field_error()
-    return site
+def _enrol_sites(request: Request) -> QuerySet[Site]:
+    """The sites where the user may enrol: ENROL reaches a whole site or nothing."""
+    reach = access.scope_of(request.user, Action.ENROL, Participant)
+    if reach not in (None, access.Scope.SITE):
+        return Site.objects.none()
+    return _scope(Site.objects.all(), request)
 
 
-# Course dates are planned over a year and a half; far-off years overflow date arithmetic.
-EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
+def _valid(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data, context={"request": request})
+    serializer.is_valid(raise_exception=True)
+    data: dict[str, Any] = serializer.validated_data
+    return data
 
 
-def _check_year(value: date) -> None:
-    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
-        raise exceptions.ValidationError(
-            f"Give a date between the years {EARLIEST_YEAR} and {LATEST_YEAR}."
-        )
+def _reason_field(help_text: str) -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=validators.REASON_MAX_LENGTH,
+        help_text=help_text,
+    )
 
 
 # --- sites, rooms, staff, dyads (read-only) ------------------------------------------------
 
 
-class SiteListApi(APIView):
-    @extend_schema(responses=SiteOutputSerializer(many=True), tags=["sites"])
-    def get(self, request: Request) -> Response:
-        sites = scoped(Site.objects.all(), request.user)
-        return Response(SiteOutputSerializer(sites, many=True).data)
+@extend_schema(tags=["sites"])
+class SiteListApi(ListApi):
+    serializer_class = SiteOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Site]:
+        return _scope(Site.objects.order_by("name", "pk"), self.request)
 
 
-class SiteDetailApi(APIView):
-    @extend_schema(responses=SiteOutputSerializer, tags=["sites"])
-    def get(self, request: Request, pk: int) -> Response:
-        return Response(SiteOutputSerializer(_get(Site.objects.all(), request, pk)).data)
+@extend_schema(tags=["sites"])
+class SiteDetailApi(DetailApi):
+    serializer_class = SiteOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Site]:
+        return _scope(Site.objects.all(), self.request)
 
 
-class RoomListApi(APIView):
-    @extend_schema(responses=RoomOutputSerializer(many=True), tags=["sites"])
-    def get(self, request: Request) -> Response:
-        rooms = scoped(Room.objects.select_related("site"), request.user)
-        return Response(RoomOutputSerializer(rooms, many=True).data)
+def _rooms(request: Request) -> QuerySet[Room]:
+    return _scope(Room.objects.select_related("site"), request)
 
 
-class RoomDetailApi(APIView):
-    @extend_schema(responses=RoomOutputSerializer, tags=["sites"])
-    def get(self, request: Request, pk: int) -> Response:
-        room = _get(Room.objects.select_related("site"), request, pk)
-        return Response(RoomOutputSerializer(room).data)
+@extend_schema(tags=["sites"])
+class RoomListApi(ListApi):
+    serializer_class = RoomOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Room]:
+        return _rooms(self.request).order_by("site__name", "kind", "name", "pk")
 
 
-def _staff_context(request: Request) -> dict[str, Any]:
-    return {"visible_sites": selectors.user_site_ids(request.user)}
+@extend_schema(tags=["sites"])
+class RoomDetailApi(DetailApi):
+    serializer_class = RoomOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Room]:
+        return _rooms(self.request)
 
 
-class StaffListApi(APIView):
-    @extend_schema(responses=StaffOutputSerializer(many=True), tags=["sites"])
-    def get(self, request: Request) -> Response:
-        staff = selectors.staff_users_scoped(request.user).order_by("user__username")
-        context = _staff_context(request)
-        return Response(StaffOutputSerializer(staff, many=True, context=context).data)
+class StaffApiMixin:
+    # staff members by user id (the ids sessions list as therapists); each names only the
+    # sites the reader may see
+
+    request: Request
+    serializer_class = StaffOutputSerializer
+    lookup_field = "user_id"
+    lookup_url_kwarg = "pk"
+
+    def get_queryset(self) -> QuerySet[StaffProfile]:
+        profiles = StaffProfile.objects.select_related("user").prefetch_related("sites")
+        return _scope(profiles, self.request).order_by("user__username", "pk")
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_serializer_context()  # type: ignore[misc]
+        context["visible_sites"] = access.user_site_ids(self.request.user)
+        return context
 
 
-class StaffDetailApi(APIView):
-    @extend_schema(
-        responses=StaffOutputSerializer,
-        tags=["sites"],
-        description="A staff member by user id (the ids that sessions list as therapists).",
-    )
-    def get(self, request: Request, pk: int) -> Response:
-        profile = get_object_or_404(selectors.staff_users_scoped(request.user), user_id=pk)
-        return Response(StaffOutputSerializer(profile, context=_staff_context(request)).data)
+@extend_schema(tags=["sites"], description="Staff members; each names only sites you see.")
+class StaffListApi(StaffApiMixin, ListApi):
+    pass
 
 
-class DyadListApi(APIView):
-    @extend_schema(responses=DyadOutputSerializer(many=True), tags=["sites"])
-    def get(self, request: Request) -> Response:
-        dyads = scoped(Dyad.objects.select_related("site"), request.user)
-        return Response(DyadOutputSerializer(dyads, many=True).data)
+@extend_schema(
+    tags=["sites"],
+    description="A staff member by user id (the ids that sessions list as therapists).",
+)
+class StaffDetailApi(StaffApiMixin, DetailApi):
+    pass
 
 
-class DyadDetailApi(APIView):
-    @extend_schema(responses=DyadOutputSerializer, tags=["sites"])
-    def get(self, request: Request, pk: int) -> Response:
-        dyad = _get(Dyad.objects.select_related("site"), request, pk)
-        return Response(DyadOutputSerializer(dyad).data)
+def _dyads(request: Request) -> QuerySet[Dyad]:
+    return _scope(Dyad.objects.select_related("site"), request)
+
+
+@extend_schema(tags=["sites"])
+class DyadListApi(ListApi):
+    serializer_class = DyadOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Dyad]:
+        return _dyads(self.request).order_by("site__name", "name", "pk")
+
+
+@extend_schema(tags=["sites"])
+class DyadDetailApi(DetailApi):
+    serializer_class = DyadOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Dyad]:
+        return _dyads(self.request)
 
 
 # --- participants --------------------------------------------------------------------------
 
 
-def _participants() -> QuerySet[Participant]:
-    return Participant.objects.select_related("site").prefetch_related(
-        "courses__protocol_version__protocol", "partner_courses__protocol_version__protocol"
+def _participants(request: Request) -> QuerySet[Participant]:
+    """The participants the user may see, each with the courses the user may see."""
+    courses = _scope(Course.objects.select_related("protocol_version__protocol"), request)
+    return _scope(Participant.objects.select_related("site"), request).prefetch_related(
+        Prefetch("courses", queryset=courses.order_by("pk")),
+        Prefetch("partner_courses", queryset=courses.order_by("pk")),
     )
+
+
+def _sessions(request: Request, action: str = Action.VIEW) -> QuerySet[ScheduledSession]:
+    """The sessions the user may ``action``, with what their output reads, in start order."""
+    sessions = ScheduledSession.objects.select_related("course__participant")
+    # who holds the session: only the columns its output reads (a page has ~100 bookings)
+    held = StaffBooking.objects.filter(active=True).only("session_id", "user_id", "active")
+    return (
+        _scope(sessions, request, action)
+        .prefetch_related(Prefetch("staff", queryset=held))
+        .order_by("start", "key", "pk")
+    )
+
+
+def _log_read(request: Request, participant: Participant, route: str) -> None:
+    services.access_log_record(user=request.user, participant=participant, door="api", route=route)
 
 
 class ParticipantEnrolOutputSerializer(ParticipantOutputSerializer):
@@ -241,61 +331,73 @@ class ParticipantEnrolOutputSerializer(ParticipantOutputSerializer):
         return data
 
 
-class ParticipantListApi(APIView):
-    # GET lists the participants of the user's sites; POST enrols one (books everything)
+class ParticipantListApi(ListApi):
+    # GET lists the participants the user may see; POST enrols one (books everything)
+    serializer_class = ParticipantOutputSerializer
 
     @extend_schema_serializer(component_name="ParticipantEnrol")
     class InputSerializer(serializers.Serializer):
-        code = serializers.CharField(max_length=30)
-        site = serializers.SlugField(max_length=50, help_text="Slug of a site you work at.")
+        code = serializers.CharField(
+            max_length=validators.STUDY_CODE_MAX_LENGTH,
+            validators=[validators.STUDY_CODE],
+            help_text="The participant's study code (never a name): letters, digits, - _ .",
+        )
+        site = serializers.SlugField(max_length=50, help_text="Slug of a site where you may enrol.")
         protocol = serializers.SlugField(max_length=50, help_text="Slug of a protocol.")
-        start_date = serializers.DateField(error_messages=REAL_DATE)
+        start_date = serializers.DateField(
+            error_messages=REAL_DATE,
+            validators=[validators.plausible_date],
+            help_text="The course's first day, a day the site is open.",
+        )
         dyad = serializers.IntegerField(
+            min_value=1,
             max_value=MAX_ID,
             required=False,
             allow_null=True,
-            help_text="Id of a dyad; default: least busy.",
+            help_text="Id of a dyad of the site; default: the least busy one.",
         )
         partner_code = serializers.CharField(
-            max_length=30, required=False, allow_null=True, help_text="Couples protocols only."
+            max_length=validators.STUDY_CODE_MAX_LENGTH,
+            validators=[validators.STUDY_CODE],
+            required=False,
+            allow_null=True,
+            help_text="The partner's study code; couples protocols only.",
         )
 
         def validate_site(self, value: str) -> Site:
-            return _visible_site(self.context["request"], value)
-
-        def validate_start_date(self, value: date) -> date:
-            _check_year(value)
-            return value
+            site = _enrol_sites(self.context["request"]).filter(slug=value).first()
+            if site is None:
+                raise _site_field_error()
+            return site
 
         def validate_dyad(self, value: int | None) -> Dyad | None:
             if value is None:
                 return None
-            found = scoped(Dyad.objects.all(), self.context["request"].user).filter(pk=value)
-            dyad = found.first()
+            dyad = _dyads(self.context["request"]).filter(pk=value).first()
             if dyad is None:
                 raise exceptions.ValidationError("No dyad with this id at your sites.")
             return dyad
 
+    def get_queryset(self) -> QuerySet[Participant]:
+        return _participants(self.request).order_by("site__name", "code", "pk")
+
     @extend_schema(
-        responses=ParticipantOutputSerializer(many=True),
         tags=["participants"],
-        description="The participants of the sites you work at.",
+        description="The participants you may see: all of your sites' for coordinators and "
+        "administrators, those you treat for therapists, those of your nights for night "
+        "attendants, none for remote assessors.",
     )
-    def get(self, request: Request) -> Response:
-        participants = scoped(_participants(), request.user)
-        return Response(ParticipantOutputSerializer(participants, many=True).data)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=InputSerializer,
-        responses={
-            201: ParticipantEnrolOutputSerializer,
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="Field errors."),
-            409: OpenApiResponse(OpenApiTypes.OBJECT, description="A room or person was taken."),
-        },
+        responses={201: ParticipantEnrolOutputSerializer, 409: CONFLICT},
         tags=["participants"],
         description=(
-            "Enrol a participant: plan the whole course with the site's calendar and book every "
-            "session's room and staff. Nothing is stored on any error."
+            "Enrol a participant (coordinators and administrators; anyone else: 403): plan "
+            "the whole course with the site's calendar and book every session's room and "
+            "staff. Nothing is stored on any error."
         ),
         examples=[
             OpenApiExample(
@@ -303,14 +405,29 @@ class ParticipantListApi(APIView):
                 request_only=True,
                 value={
                     "code": "P-001",
-                    "site": "nyc",
+                    "site": DEMO_SITE,
                     "protocol": "mapp-ptsd",
                     "start_date": "2027-03-01",
                 },
-            )
+            ),
+            OpenApiExample(
+                "enrol a couple",
+                request_only=True,
+                value={
+                    "code": "C-001",
+                    "site": DEMO_SITE,
+                    "protocol": "mdma-cbct-couples",
+                    "start_date": "2027-03-01",
+                    "partner_code": "C-002",
+                },
+            ),
         ],
     )
     def post(self, request: Request) -> Response:
+        if not access.allows(request.user, Action.ENROL, Participant):
+            raise exceptions.PermissionDenied(
+                "Only coordinators and administrators enrol participants."
+            )
         data = _valid(self.InputSerializer, request)
         try:
             course = services.participant_enrol(
@@ -320,44 +437,56 @@ class ParticipantListApi(APIView):
                 start_date=data["start_date"],
                 dyad=data.get("dyad"),
                 partner_code=data.get("partner_code") or None,
-                by=_user(request),
+                by=request.user,
             )
         except services.SchedulingError as exc:  # name the input field the client sent
             errors = exc.errors.copy()
             if "partner" in errors:
                 errors["partner_code"] = errors.pop("partner")
             raise exceptions.ValidationError(errors) from exc
-        participant = _get(_participants(), request, course.participant_id)
-        sessions = selectors.sessions_list(request.user, course=course)
+        participant = _participants(request).get(pk=course.participant_id)
+        sessions = _sessions(request).filter(course=course)
         output = ParticipantEnrolOutputSerializer(participant, context={"sessions": sessions})
         return Response(output.data, status=status.HTTP_201_CREATED)
 
 
-def _valid(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, context={"request": request})
-    serializer.is_valid(raise_exception=True)
-    data: dict[str, Any] = serializer.validated_data
-    return data
+@extend_schema(tags=["participants"], description="A participant's record (the read is logged).")
+class ParticipantDetailApi(DetailApi):
+    serializer_class = ParticipantOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Participant]:
+        return _participants(self.request)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        participant = self.get_object()
+        response = Response(self.get_serializer(participant).data)
+        _log_read(request, participant, "participant")
+        return response
 
 
-class ParticipantDetailApi(APIView):
-    @extend_schema(responses=ParticipantOutputSerializer, tags=["participants"])
-    def get(self, request: Request, pk: int) -> Response:
-        return Response(ParticipantOutputSerializer(_get(_participants(), request, pk)).data)
+@extend_schema(
+    tags=["participants"],
+    description="The sessions you may see of the participant's courses (as participant or "
+    "partner), in start order (the read is logged).",
+)
+class ParticipantSessionsApi(ListApi):
+    serializer_class = SessionDetailOutputSerializer
 
-
-class ParticipantSessionsApi(APIView):
-    @extend_schema(
-        responses=SessionDetailOutputSerializer(many=True),
-        tags=["participants"],
-        description="Every session of the participant's courses (as participant or partner).",
-    )
-    def get(self, request: Request, pk: int) -> Response:
-        participant = _get(Participant.objects.all(), request, pk)
-        sessions = selectors.sessions_list(request.user).filter(
-            Q(course__participant=participant) | Q(course__partner=participant)
+    def get_queryset(self) -> QuerySet[ScheduledSession]:
+        if _schema_only(self):
+            return ScheduledSession.objects.none()
+        found = self.participant
+        return _sessions(self.request).filter(
+            Q(course__participant=found) | Q(course__partner=found)
         )
-        return Response(SessionDetailOutputSerializer(sessions, many=True).data)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.participant = get_object_or_404(
+            _scope(Participant.objects.all(), request), pk=kwargs["pk"]
+        )
+        response = super().list(request, *args, **kwargs)
+        _log_read(request, self.participant, "participant-sessions")
+        return response
 
 
 # --- sessions ------------------------------------------------------------------------------
@@ -377,59 +506,71 @@ def _local_days(sites: QuerySet[Site], first: date | None, last: date | None) ->
     return condition
 
 
-class SessionListApi(APIView):
-    @extend_schema_serializer(component_name="SessionFilter")
-    class FilterSerializer(serializers.Serializer):
-        site = serializers.SlugField(required=False, help_text="Slug of a site you work at.")
-        room = serializers.IntegerField(max_value=MAX_ID, required=False, min_value=1)
-        therapist = serializers.IntegerField(
-            max_value=MAX_ID,
-            required=False,
-            min_value=1,
-            help_text="User id of a staff member booked.",
-        )
-        status = serializers.ChoiceField(required=False, choices=ScheduledSession.Status.choices)
-
-        def get_fields(self) -> dict[str, serializers.Field]:
-            fields: dict[str, serializers.Field] = super().get_fields()
-            # "from" is a Python keyword, so these two cannot be class attributes
-            fields["from"] = serializers.DateField(
-                required=False,
-                error_messages=REAL_DATE,
-                help_text="First local date at the site (inclusive).",
-            )
-            fields["to"] = serializers.DateField(
-                required=False,
-                error_messages=REAL_DATE,
-                help_text="Last local date at the site (inclusive).",
-            )
-            return fields
-
-        def validate_site(self, value: str) -> Site:
-            return _visible_site(self.context["request"], value)
-
-        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            for name in ("from", "to"):
-                if attrs.get(name) is not None:
-                    try:
-                        _check_year(attrs[name])
-                    except exceptions.ValidationError as exc:
-                        raise exceptions.ValidationError({name: exc.detail}) from exc
-            first, last = attrs.get("from"), attrs.get("to")
-            if first is not None and last is not None and first > last:
-                raise exceptions.ValidationError({"to": ["Must not be before 'from'."]})
-            return attrs
-
-    @extend_schema(
-        parameters=[FilterSerializer],
-        responses=SessionDetailOutputSerializer(many=True),
-        tags=["sessions"],
+@extend_schema_serializer(component_name="SessionFilter")
+class SessionFilterSerializer(QuerySerializer):
+    site = serializers.SlugField(
+        required=False, max_length=50, help_text="Slug of a site you work at."
     )
-    def get(self, request: Request) -> Response:
-        serializer = self.FilterSerializer(data=request.query_params, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        filters = serializer.validated_data
-        sessions = selectors.sessions_list(request.user)
+    room = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, required=False, help_text="Id of a room."
+    )
+    therapist = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_ID,
+        required=False,
+        help_text="User id of a staff member booked on the session.",
+    )
+    status = serializers.ChoiceField(required=False, choices=ScheduledSession.Status.choices)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields: dict[str, serializers.Field] = super().get_fields()
+        # "from" is a Python keyword, so these two cannot be class attributes
+        fields["from"] = serializers.DateField(
+            required=False,
+            error_messages=REAL_DATE,
+            validators=[validators.plausible_date],
+            help_text="First local date at the site (inclusive).",
+        )
+        fields["to"] = serializers.DateField(
+            required=False,
+            error_messages=REAL_DATE,
+            validators=[validators.plausible_date],
+            help_text="Last local date at the site (inclusive).",
+        )
+        return fields
+
+    def validate_site(self, value: str) -> Site:
+        site = _scope(Site.objects.all(), self.context["request"]).filter(slug=value).first()
+        if site is None:
+            raise _site_field_error()
+        return site
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        first, last = attrs.get("from"), attrs.get("to")
+        if first is not None and last is not None and first > last:
+            raise exceptions.ValidationError({"to": ["Must not be before 'from'."]})
+        return attrs
+
+
+@extend_schema(
+    tags=["sessions"],
+    parameters=[SessionFilterSerializer],
+    description="The sessions you may see, in start order: all of your sites' for "
+    "coordinators and administrators, those of the participants you treat for therapists, "
+    "your nights for night attendants, the assessments booked to you for remote assessors.",
+)
+class SessionListApi(ListApi):
+    serializer_class = SessionDetailOutputSerializer
+    query_serializer = SessionFilterSerializer
+
+    def get_queryset(self) -> QuerySet[ScheduledSession]:
+        if _schema_only(self):
+            return ScheduledSession.objects.none()
+        request = self.request
+        checked = SessionFilterSerializer(data=request.query_params, context={"request": request})
+        checked.is_valid(raise_exception=True)
+        filters = checked.validated_data
+        sessions = _sessions(request)
         if "site" in filters:
             sessions = sessions.filter(course__participant__site=filters["site"])
         if "room" in filters:
@@ -440,99 +581,115 @@ class SessionListApi(APIView):
         if "status" in filters:
             sessions = sessions.filter(status=filters["status"])
         if "from" in filters or "to" in filters:
-            sites = scoped(Site.objects.all(), request.user)
+            sites = _scope(Site.objects.all(), request)
             if "site" in filters:
                 sites = sites.filter(pk=filters["site"].pk)
             sessions = sessions.filter(_local_days(sites, filters.get("from"), filters.get("to")))
-        return Response(SessionDetailOutputSerializer(sessions, many=True).data)
+        return sessions
 
 
-def _session(request: Request, pk: int) -> ScheduledSession:
-    """A session of the user's sites with what its output reads, or 404."""
-    return get_object_or_404(selectors.sessions_list(request.user), pk=pk)
+@extend_schema(tags=["sessions"], description="A session you may see (the read is logged).")
+class SessionDetailApi(DetailApi):
+    serializer_class = SessionDetailOutputSerializer
+
+    def get_queryset(self) -> QuerySet[ScheduledSession]:
+        return _sessions(self.request)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        session = self.get_object()
+        response = Response(self.get_serializer(session).data)
+        _log_read(request, session.course.participant, "session")
+        return response
 
 
-class SessionDetailApi(APIView):
-    @extend_schema(responses=SessionDetailOutputSerializer, tags=["sessions"])
-    def get(self, request: Request, pk: int) -> Response:
-        return Response(SessionDetailOutputSerializer(_session(request, pk)).data)
+def _session_for(request: Request, pk: int, action: str) -> ScheduledSession:
+    """A session the user may ``action``: 404 if they may not see it, 403 if they see it but
+    may not act on it."""
+    session = get_object_or_404(_sessions(request), pk=pk)
+    if not access.can(request.user, action, session):
+        raise exceptions.PermissionDenied(f"You may not {action} this session.")
+    return session
 
 
-ERRORS: dict[int | str, Any] = {
-    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Field errors."),
-    404: OpenApiResponse(OpenApiTypes.OBJECT, description="No such session at your sites."),
-}
+def _session_output(pk: int) -> Response:
+    """The session just changed. Read past the policy: a therapist who was booked on it (not
+    its dyad's) no longer is once it is cancelled, yet acted on it a moment ago."""
+    held = StaffBooking.objects.filter(active=True).only("session_id", "user_id", "active")
+    session = ScheduledSession.objects.select_related("course__participant").prefetch_related(
+        Prefetch("staff", queryset=held)
+    )
+    return Response(SessionDetailOutputSerializer(session.get(pk=pk)).data)
 
 
-class SessionRescheduleApi(APIView):
+class SessionRescheduleApi(ActionApi):
     @extend_schema_serializer(component_name="SessionReschedule")
     class InputSerializer(serializers.Serializer):
-        start = AwareDateTimeField(help_text="New start, ISO 8601 with its UTC offset.")
-        reason = serializers.CharField(
-            required=False,
-            allow_blank=True,
-            default="",
-            max_length=2000,
-            help_text="Needed when the session leaves its window (recorded as a deviation).",
+        start = AwareDateTimeField(
+            validators=[validators.plausible_date],
+            help_text="New start, ISO 8601 with its UTC offset.",
+        )
+        reason = _reason_field(
+            "Needed when the session leaves its window (recorded as a deviation)."
         )
         dry_run = serializers.BooleanField(
             required=False, default=False, help_text="Only show what would move."
         )
 
-        def validate_start(self, value: datetime) -> datetime:
-            _check_year(value.date())
-            return value
-
     @extend_schema(
         request=InputSerializer,
-        responses={
-            200: RescheduleOutputSerializer,
-            **ERRORS,
-            409: inline_serializer("ConflictError", {"detail": serializers.CharField()}),
-        },
+        responses={200: RescheduleOutputSerializer, 409: CONFLICT},
         tags=["sessions"],
         description=(
-            "Move a session; every session anchored on it is re-planned from its own anchor. "
-            "With dry_run nothing is stored and `applied` is false."
+            "Move a session (coordinators, administrators, and the participant's therapists); "
+            "every session anchored on it is re-planned from its own anchor. With dry_run "
+            "nothing is stored and `applied` is false."
         ),
+        examples=[
+            OpenApiExample(
+                "move",
+                request_only=True,
+                value={"start": "2027-03-09T10:00:00-05:00", "dry_run": True},
+            )
+        ],
     )
     def post(self, request: Request, pk: int) -> Response:
-        session = _session(request, pk)
+        session = _session_for(request, pk, Action.RESCHEDULE)
         data = _valid(self.InputSerializer, request)
         result = services.session_reschedule(
             session=session,
             start=data["start"],
             reason=data["reason"],
             dry_run=data["dry_run"],
-            by=_user(request),
+            by=request.user,
         )
         return Response(RescheduleOutputSerializer(result).data)
 
 
-class SessionCancelApi(APIView):
+class SessionCancelApi(ActionApi):
     @extend_schema_serializer(component_name="SessionCancel")
     class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField(
-            required=False, allow_blank=True, default="", max_length=2000
-        )
+        reason = _reason_field("Why (required; recorded as a deviation).")
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: SessionDetailOutputSerializer, **ERRORS},
+        responses={200: SessionDetailOutputSerializer},
         tags=["sessions"],
-        description="Cancel a session (needs a reason; recorded as a deviation; frees its room "
-        "and staff).",
+        description="Cancel a session (coordinators, administrators, and the participant's "
+        "therapists; needs a reason; recorded as a deviation; frees its room and staff).",
+        examples=[
+            OpenApiExample("cancel", request_only=True, value={"reason": "participant unwell"})
+        ],
     )
     def post(self, request: Request, pk: int) -> Response:
-        session = _session(request, pk)
+        session = _session_for(request, pk, Action.SET_STATUS)
         data = _valid(self.InputSerializer, request)
         services.session_set_status(
             session=session,
             status=ScheduledSession.Status.CANCELLED,
             reason=data["reason"],
-            by=_user(request),
+            by=request.user,
         )
-        return Response(SessionDetailOutputSerializer(_session(request, pk)).data)
+        return _session_output(pk)
 
 
 #: the statuses a session can be given (it starts planned)
@@ -543,27 +700,32 @@ STATUS_CHANGES = [
 ]
 
 
-class SessionStatusApi(APIView):
+class SessionStatusApi(ActionApi):
     @extend_schema_serializer(component_name="SessionStatusChange")
     class InputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=STATUS_CHANGES)
-        reason = serializers.CharField(
-            required=False,
-            allow_blank=True,
-            default="",
-            max_length=2000,
-            help_text="Needed for cancelled and missed.",
-        )
+        reason = _reason_field("Needed for cancelled and missed.")
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: SessionDetailOutputSerializer, **ERRORS},
+        responses={200: SessionDetailOutputSerializer},
         tags=["sessions"],
+        description="Confirm, complete, cancel or mark missed (coordinators, administrators, "
+        "and the participant's therapists).",
+        examples=[OpenApiExample("confirm", request_only=True, value={"status": "confirmed"})],
     )
     def post(self, request: Request, pk: int) -> Response:
-        session = _session(request, pk)
+        session = _session_for(request, pk, Action.SET_STATUS)
         data = _valid(self.InputSerializer, request)
         services.session_set_status(
-            session=session, status=data["status"], reason=data["reason"], by=_user(request)
+            session=session, status=data["status"], reason=data["reason"], by=request.user
         )
-        return Response(SessionDetailOutputSerializer(_session(request, pk)).data)
+        return _session_output(pk)
+
+
+# --- the protocol library's policy (config/urls.py hands it to protocol.api) ------------------
+
+
+def reads_protocols(user: Any) -> bool:
+    """Whether the user may read protocols with their dose plans: never a blinded assessor."""
+    return access.allows(user, Action.VIEW, ProtocolVersion)

@@ -100,8 +100,12 @@ class ParticipantOutputSerializer(serializers.ModelSerializer):
         """Courses taken as the participant or as the partner of a couple."""
         courses = [*participant.courses.all(), *participant.partner_courses.all()]
         courses.sort(key=lambda c: c.pk)
-        data: list[dict[str, Any]] = CourseOutputSerializer(courses, many=True).data
-        return data
+        # one course serializer for every row of a list: a ModelSerializer builds its fields
+        # from the model on first use, which cost more than the rest of a page together
+        course_output: CourseOutputSerializer | None = self.__dict__.get("_course_output")
+        if course_output is None:
+            course_output = self.__dict__["_course_output"] = CourseOutputSerializer()
+        return [course_output.to_representation(course) for course in courses]
 
 
 class SessionOutputSerializer(serializers.ModelSerializer):
@@ -151,6 +155,13 @@ class SessionDetailOutputSerializer(SessionOutputSerializer):
 
 
 class DeviationOutputSerializer(serializers.ModelSerializer):
+    """A deviation; a dry run shows the one applying would record, unsaved (no id, no time)."""
+
+    id = serializers.IntegerField(allow_null=True, read_only=True, help_text="null in a dry run")
+    created_at = serializers.DateTimeField(
+        allow_null=True, read_only=True, help_text="null in a dry run"
+    )
+
     class Meta:
         model = Deviation
         fields = ["id", "kind", "reason", "session", "created_by", "created_at"]

@@ -42,7 +42,10 @@ def test_every_version_is_listed(client_a) -> None:
     response = client_a.get("/api/protocols/")
 
     assert response.status_code == 200
-    listed = response.json()
+    page = response.json()
+    assert set(page) == {"count", "next", "previous", "results"}
+    listed = page["results"]
+    assert page["count"] == len(listed) == ProtocolVersion.objects.count()
     stored = ProtocolVersion.objects.order_by("protocol__slug", "-version")
     assert [(v["slug"], v["version"]) for v in listed] == [
         (v.protocol.slug, v.version) for v in stored
@@ -163,6 +166,73 @@ def test_the_list_costs_the_same_queries_however_many_versions(
     client_a, django_assert_max_num_queries
 ) -> None:
     assert ProtocolVersion.objects.count() >= 2
-    # session, user, versions with their session counts
-    with django_assert_max_num_queries(3):
+    # session, user, the user's role and sites (the access policy), the count, the page of
+    # versions with their session counts, and saving the session (a savepoint around it)
+    with django_assert_max_num_queries(9):
         assert client_a.get("/api/protocols/").status_code == 200
+
+
+# --- who may read protocols: the access policy (dose plans are never for a blinded assessor) --
+
+LIBRARY = ["/api/protocols/", "/api/protocols/mapp-ptsd/", "/api/protocols/mapp-ptsd/export/"]
+
+
+@pytest.mark.parametrize("url", LIBRARY)
+def test_a_blinded_assessor_may_not_read_protocols(url, site_a) -> None:
+    from django.contrib.auth.models import User
+
+    client = APIClient()
+    client.force_login(User.objects.get(username="a-assessor1"))  # a remote assessor at A
+
+    response = client.get(url)
+
+    assert response.status_code == 403
+    assert set(response.json()) == {"detail"}
+    assert "dose" not in response.content.decode().replace("dose plans", "")
+
+
+@pytest.mark.parametrize("url", LIBRARY)
+@pytest.mark.parametrize("role", ["therapist", "night_attendant", "admin"])
+def test_the_clinical_team_reads_protocols(url, role, site_a) -> None:
+    from tests.conftest import make_staff
+
+    client = APIClient()
+    client.force_login(make_staff(f"{role}-x", role, site_a))
+    assert client.get(url).status_code == 200
+
+
+@pytest.mark.parametrize("url", LIBRARY)
+def test_a_user_of_no_site_may_not_read_protocols(url, db) -> None:
+    from django.contrib.auth.models import User
+
+    client = APIClient()
+    client.force_login(User.objects.create_user("nobody", password="x-password-1234"))
+    assert client.get(url).status_code == 403
+
+
+@pytest.mark.parametrize("url", LIBRARY[1:])
+def test_an_empty_version_is_a_field_error(url, client_a) -> None:
+    response = client_a.get(f"{url}?version=")
+    assert response.status_code == 400
+    assert set(response.json()) == {"version"}
+
+
+def test_the_list_is_paginated(client_a) -> None:
+    first = client_a.get("/api/protocols/?page_size=1").json()
+    assert first["count"] == ProtocolVersion.objects.count() >= 2
+    assert len(first["results"]) == 1
+    assert first["previous"] is None
+    assert first["next"].endswith("/api/protocols/?page=2&page_size=1")
+    second = client_a.get(first["next"]).json()
+    assert second["results"] != first["results"]
+
+
+def test_session_templates_start_time_matches_the_schema(client_a) -> None:
+    import re
+
+    schema = client_a.get("/api/schema/?format=json").json()
+    declared = schema["components"]["schemas"]["SessionTemplateOutput"]["properties"]
+    assert declared["start_time"]["type"] == "string"
+    assert "format" not in declared["start_time"]
+    sessions = client_a.get("/api/protocols/mapp-ptsd/").json()["sessions"]
+    assert all(re.fullmatch(declared["start_time"]["pattern"], s["start_time"]) for s in sessions)
