@@ -21,6 +21,15 @@ KNOWN: dict[str, str] = {
     "CSRF_TRUSTED_ORIGINS": "comma-separated origins trusted for unsafe requests (https://host)",
     "USE_TZ": "must stay on: instants are stored in UTC",
     "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
+    "HTTPS": "served over HTTPS (default on unless DEBUG): redirect to https, HSTS, Secure cookies",
+    "BEHIND_TLS_PROXY": "trust X-Forwarded-Proto: https from the TLS-terminating proxy in front",
+    "LOGIN_FAILURE_LIMIT": "failed sign-ins (one user name from one address) before a lockout",
+    "LOGIN_COOLOFF_MINUTES": "minutes a sign-in lockout lasts after the last failed try",
+    "SESSION_IDLE_MINUTES": "minutes without a request after which a signed-in session ends",
+    "SESSION_MAX_HOURS": "hours after sign-in after which a session ends, however busy",
+    "API_TOKEN_HOURS": "hours an API token from POST /api/auth/token/ stays valid",
+    "TWO_FACTOR_REQUIRED": "two-factor sign-in for admins, coordinators and superusers "
+    "(default: on unless DEBUG)",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -55,6 +64,18 @@ class Env:
         if value is None:
             return default
         return [item.strip() for item in value.split(",") if item.strip()]
+
+    def count(self, name: str, default: int, maximum: int) -> int:
+        """A whole number from 1 to ``maximum``: limits and durations, where 0 or a negative
+        number would switch a protection off without saying so."""
+        value = self.text(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not 1 <= int(value) <= maximum:
+            raise ImproperlyConfigured(
+                f"{name}={value!r} is not a whole number from 1 to {maximum}"
+            )
+        return int(value)
 
     def one_of(self, name: str, default: str, choices: set[str]) -> str:
         value = (self.text(name) or default).upper()

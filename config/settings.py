@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -31,6 +32,41 @@ SECRET_KEY: str = _secret
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.items("CSRF_TRUSTED_ORIGINS", [])
 
+# Transport: protected health information travels only over HTTPS. On unless DEBUG; the test
+# suite turns it off (HTTPS=off in the Makefile) because its servers speak plain HTTP.
+HTTPS = env.flag("HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container's own plain-HTTP health check
+SECURE_HSTS_SECONDS = 365 * 24 * 60 * 60 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# A TLS-terminating proxy talks plain HTTP to gunicorn; it must set X-Forwarded-Proto (and drop
+# any sent by the client), and only then may the app trust it.
+if env.flag("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Always: no script reads cookies (forms carry the CSRF token), no MIME sniffing, no framing,
+# and no page address (participant ids) in the Referer sent to other sites.
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+# Strict CSP (django-csp): only our own files; no inline script or style, no eval, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+
 # Instants are stored in UTC and planned in each site's IANA zone; turning this off would store
 # naive local times, which is never right for sessions that cross DST changes.
 if not env.flag("USE_TZ", default=True):
@@ -48,9 +84,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens: stored hashed, with an expiry
+    "axes",  # lockout after repeated failed sign-ins
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served locally: clinic networks may block CDNs
+    "csp",
     "simple_history",
     "protocol",
     "scheduling",
@@ -59,13 +99,20 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # after WhiteNoise: static files keep their caching headers and need no policy
+    "config.security.NoStoreMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "config.security.RejectNulMiddleware",  # before anything reads a value
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "config.auth.SignInMiddleware",  # absolute session end; two-factor before anything else
     "django.contrib.messages.middleware.MessageMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into a 429
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -111,6 +158,19 @@ if not REDIS_URL.startswith(("redis://", "rediss://")):
         f"REDIS_URL must start with redis:// or rediss://, not {REDIS_URL!r}"
     )
 
+# The cache holds the API's throttle counts, which every worker process must share: Redis when
+# REDIS_URL is given (production, the test suite), process memory for `make run`'s demo.
+if env.text("REDIS_URL") is not None:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "cache",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # Celery: Redis is the broker. Reminders are rows claimed by one beat task, never far-future
 # ETA tasks (Redis redelivers unacknowledged tasks after the visibility timeout).
 CELERY_BROKER_URL = REDIS_URL
@@ -126,14 +186,70 @@ STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise expects it to exist
 STATICFILES_DIRS: list[Path] = [BASE_DIR / "static"]
 
+# The audit keeps a change's reason whole: the forms and the API accept reasons up to
+# scheduling.validators.REASON_MAX_LENGTH, and simple-history's default column is 100 wide.
+SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "today"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- signing in (config/auth.py): lockout, passwords, sessions, two factors, API tokens ------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: a locked-out sign-in stops here
+    "django.contrib.auth.backends.ModelBackend",
+]
+# One user name from one address: a colleague's typos at a shared front-desk computer lock
+# neither the other staff there nor that user elsewhere. Counted on /login/, /admin/login/ and
+# POST /api/auth/token/ alike; a success clears the count.
+AXES_FAILURE_LIMIT = env.count("LOGIN_FAILURE_LIMIT", 5, maximum=100)
+AXES_COOLOFF_TIME = timedelta(minutes=env.count("LOGIN_COOLOFF_MINUTES", 15, maximum=24 * 60))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.auth.lockout_response"
+# The address failures and the token throttle count by: REMOTE_ADDR, never X-Forwarded-For as
+# sent (anyone could pick a fresh address per try). Behind the TLS proxy every request comes
+# from the proxy: then the last X-Forwarded-For entry, the one the proxy appended.
+_BEHIND_PROXY = env.flag("BEHIND_TLS_PROXY", default=False)
+if _BEHIND_PROXY:
+    AXES_CLIENT_IP_CALLABLE = "config.auth.forwarded_client_address"
+# No start-up banner on every command's stderr; log lines name only the (masked) lockout
+# parameters, not the browser.
+AXES_VERBOSE = False
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # not a rule: Django calls its hook after every password change
+    {"NAME": "config.auth.RevokeApiTokensOnPasswordChange"},
+]
+
+# A session ends with the browser, after SESSION_IDLE_MINUTES without a request (every request
+# saves the session and so pushes its end back) and SESSION_MAX_HOURS after signing in.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_AGE = 60 * env.count("SESSION_IDLE_MINUTES", 30, maximum=24 * 60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_MAX_HOURS = env.count("SESSION_MAX_HOURS", 12, maximum=24 * 7)
+
+# Two-factor sign-in (django-otp, TOTP) for admins, coordinators and superusers. On unless
+# DEBUG, so `make run`'s demo needs no phone; production must never turn it off.
+TWO_FACTOR_REQUIRED = env.flag("TWO_FACTOR_REQUIRED", default=not DEBUG)
+OTP_TOTP_ISSUER = "Course scheduler"
+
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env.count("API_TOKEN_HOURS", 10, maximum=24 * 30)),
+    "AUTH_HEADER_PREFIX": "Token",
+}
+
 # Token first: an unauthenticated API call then answers 401 with WWW-Authenticate: Token.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -142,6 +258,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "scheduling.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # per client address, in CACHES (shared by the workers); django-axes locks per user on top
+    "DEFAULT_THROTTLE_RATES": {"token": "10/min"},
+    "NUM_PROXIES": 1 if _BEHIND_PROXY else 0,  # see AXES_CLIENT_IP_CALLABLE
 }
 
 SPECTACULAR_SETTINGS = {
@@ -155,6 +274,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # no badge from validator.swagger.io: it would send our schema's address off-site
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     # several models have a "status": give each set of choices its own name
     "ENUM_NAME_OVERRIDES": {
@@ -169,6 +290,26 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"strip_query_strings": {"()": "config.security.StripQueryStrings"}},
+    "formatters": {
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server"},
+    },
     "root": {"handlers": ["console"], "level": env.log_level()},
+    # runserver's access log, as Django sets it up, minus query strings (search terms, ids)
+    "loggers": {
+        "django.server": {
+            "handlers": ["django.server"],
+            "filters": ["strip_query_strings"],
+            "level": "INFO",
+            "propagate": False,
+        },
+    },
 }

@@ -21,10 +21,42 @@ def shipped_document(slug: str) -> dict[str, Any]:
     return document
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The test client and the live server speak plain HTTP: with the production redirect to
+    https every request would answer 301. Say so once instead of failing every test."""
+    from django.conf import settings
+
+    if settings.SECURE_SSL_REDIRECT:
+        raise pytest.UsageError("run the tests with HTTPS=off, as `make test` does")
+
+
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings: Any) -> None:
     """Users are made with passwords throughout; a slow hasher would dominate the suite."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _one_factor(settings: Any) -> None:
+    """Most tests sign coordinators in with force_login (and the e2e tests through /login/)
+    to test something else: two-factor sign-in is off unless a test asks for ``two_factor``."""
+    settings.TWO_FACTOR_REQUIRED = False
+
+
+@pytest.fixture
+def two_factor(settings: Any) -> None:
+    """Two-factor sign-in on, as in production."""
+    settings.TWO_FACTOR_REQUIRED = True
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_throttle() -> None:
+    """The token endpoint's throttle counts per client address in the cache (real Redis in the
+    suite), and every test client is 127.0.0.1: start each test with a clean count. Only that
+    key goes: flushing the Redis database would also drop Celery's queues."""
+    from django.core.cache import cache
+
+    cache.delete("throttle_token_127.0.0.1")
 
 
 def enrol_mapp(
