@@ -59,6 +59,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_pages")
 os.environ.setdefault("DEBUG", "0")  # time the pages as production serves them
 os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
+# HTTPS stays on as in production; the Client then asks as the TLS proxy would pass requests on
+os.environ.setdefault("BEHIND_TLS_PROXY", "on")
 
 import django  # noqa: E402
 
@@ -231,7 +233,7 @@ def run(count: int, requests: int) -> None:
     monday, busiest = busiest_monday(site)
     print(f"{sessions} sessions at {SITE}; the busiest week starts {monday} ({busiest} sessions)")
 
-    client = Client()
+    client = Client(headers={"X-Forwarded-Proto": "https"})
     client.force_login(User.objects.get(username=COORDINATOR))
     with override_settings(ALLOWED_HOSTS=["testserver"]):
         today_ms, today_queries = measure(client, f"/today/?site={SITE}", requests)

@@ -23,12 +23,69 @@ def test_the_list_searches_and_filters_and_shows_the_next_session(
     with time_machine.travel(date(2027, 2, 1), tick=False):
         client.force_login(coordinator_a)
         everyone = client.get("/participants/").content.decode()
-        found = client.get("/participants/", {"q": "001"}).content.decode()
+        client.post("/participants/", {"q": "001"})
+        found = client.get("/participants/").content.decode()
+        client.post("/participants/", {"clear": "1"})
         withdrawn = client.get("/participants/", {"status": "withdrawn"}).content.decode()
     assert "P-001" in everyone and "P-002" in everyone
     assert "P-001" in found and "P-002" not in found
     assert "P-002" in withdrawn and "P-001" not in withdrawn
     assert "Mon 1 Mar 2027, 10:00" in everyone  # P-001's prep-1, in the site's zone
+
+
+def test_the_study_code_search_is_posted_and_never_in_an_address(
+    client: Client, site_a, coordinator_a
+) -> None:
+    """Post/Redirect/Get: the search lives in the session, the other filters (no PHI) in the
+    query string; without JavaScript."""
+    enrol(site_a, "P-001", coordinator_a)
+    enrol(site_a, "P-014", coordinator_a, start=date(2027, 3, 15))
+    client.force_login(coordinator_a)
+    posted = client.post("/participants/", {"q": " P-014 ", "status": "enrolled", "next": ""})
+    assert posted.status_code == 302
+    assert posted["Location"] == "/participants/?status=enrolled"
+    assert "P-014" not in posted["Location"]
+
+    found = client.get(posted["Location"]).content.decode()
+    assert "P-014" in found and "P-001" not in found
+    assert "Searching for “P-014”" in found
+    assert 'form method="post"' in found and "csrfmiddlewaretoken" in found
+    assert '<option value="enrolled" selected>' in found
+    assert "q=" not in found  # no link carries the search (pager, filters)
+
+    assert "P-001" not in client.get("/participants/").content.decode()  # kept while paging
+
+    cleared = client.post("/participants/?status=enrolled", {"q": "P-014", "clear": "1"})
+    assert cleared["Location"] == "/participants/"
+    listing = client.get("/participants/").content.decode()
+    assert "P-001" in listing and "P-014" in listing and "Searching for" not in listing
+    # a study code in the query string (an old bookmark) is no search
+    assert "P-001" in client.get("/participants/", {"q": "P-014"}).content.decode()
+
+
+def test_the_search_is_per_session_and_needs_a_csrf_token(site_a, coordinator_a) -> None:
+    enrol(site_a, "P-001", coordinator_a)
+    checked = Client(enforce_csrf_checks=True)
+    checked.force_login(coordinator_a)
+    assert checked.post("/participants/", {"q": "P-9"}).status_code == 403
+    other = Client()
+    other.force_login(coordinator_a)
+    other.post("/participants/", {"q": "P-9"})
+    assert "P-001" in checked.get("/participants/").content.decode()
+    assert "No participants match" in other.get("/participants/").content.decode()
+
+
+@pytest.mark.parametrize(
+    "value", ["\x00", "' OR 1=1 --", "9" * 40, "ü\u202e", "<script>x</script>", "x" * 10_000]
+)
+def test_a_nasty_search_is_no_error(client: Client, site_a, coordinator_a, value) -> None:
+    client.force_login(coordinator_a)
+    posted = client.post("/participants/", {"q": value, "status": value, "next": value})
+    if "\x00" in value:  # refused before the view reads it, saying why
+        assert posted.status_code == 400 and "null character" in posted.content.decode()
+        return
+    assert posted.status_code == 302
+    assert client.get(posted["Location"]).status_code == 200
 
 
 def test_the_participant_page_has_the_timeline_and_every_session(
