@@ -86,9 +86,24 @@ class PageQuerySerializer(QuerySerializer):
 # --- pagination ------------------------------------------------------------------------------
 
 
+class FirstPageFirst(Paginator[Any]):
+    """Django's paginator, minus the COUNT query when the first page holds the whole list (a
+    site's rooms, dyads, staff, one participant's sessions): one more row than a page is read,
+    and if it does not come, the page's length is the count."""
+
+    def page(self, number: Any) -> Any:
+        if str(number) == "1" and "count" not in self.__dict__:
+            rows = list(self.object_list[: self.per_page + 1])
+            if len(rows) <= self.per_page:
+                self.__dict__["count"] = len(rows)  # fills the cached_property
+                return self._get_page(rows, 1, self)  # type: ignore[attr-defined]
+        return super().page(number)
+
+
 class Pagination(PageNumberPagination):
     """Page-number pages of 50 (``page_size`` up to 200); bad numbers are field errors."""
 
+    django_paginator_class = FirstPageFirst
     page_size = PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE

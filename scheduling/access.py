@@ -199,10 +199,19 @@ def user_site_ids(user: AnyUser) -> set[int] | None:
     if getattr(user, "is_superuser", False):
         return None
     sites: set[int] | None = getattr(user, "_access_site_ids", None)
-    if sites is None:  # request.user is a lazy proxy: plain attributes pass through it
-        sites = set(Site.objects.filter(staff__user__pk=user.pk).values_list("pk", flat=True))
-        setattr(user, "_access_site_ids", sites)  # noqa: B010
+    if sites is None:
+        _read_staff_profile(user)
+        sites = getattr(user, "_access_site_ids", set())
     return sites
+
+
+def _read_staff_profile(user: AnyUser) -> None:
+    """The user's role and sites in one query, kept on the user object (request.user is a
+    lazy proxy: plain attributes pass through it)."""
+    rows = list(StaffProfile.objects.filter(user_id=_pk(user)).values_list("role", "sites"))
+    setattr(user, "_access_role", rows[0][0] if rows else None)  # noqa: B010
+    sites = {site for _, site in rows if site is not None}
+    setattr(user, "_access_site_ids", sites)  # noqa: B010
 
 
 def role_of(user: AnyUser) -> str | None:
@@ -211,9 +220,8 @@ def role_of(user: AnyUser) -> str | None:
         return None
     role: str | None = getattr(user, "_access_role", _UNREAD)
     if role is _UNREAD:
-        profiles = StaffProfile.objects.filter(user__pk=user.pk)
-        role = profiles.values_list("role", flat=True).first()
-        setattr(user, "_access_role", role)  # noqa: B010
+        _read_staff_profile(user)
+        role = getattr(user, "_access_role", None)
     return role
 
 
@@ -246,11 +254,12 @@ def scope(queryset: QuerySet[M], user: AnyUser, action: str = Action.VIEW) -> Qu
         return queryset.none()
     sites = user_site_ids(user)
     assert sites is not None  # superusers returned above
-    narrowed = queryset.filter(_site_condition(model, sites))
+    condition = _site_condition(model, sites)
+    if _multi_valued(model):  # a person at several sites: ids, not a DISTINCT of whole rows
+        condition = Q(pk__in=model._default_manager.filter(condition).values("pk"))
+    narrowed = queryset.filter(condition)
     if found != Scope.SITE:
         narrowed = narrowed.filter(_role_condition(model, found, int(str(user.pk))))
-    if _multi_valued(model):
-        narrowed = narrowed.distinct()
     return narrowed
 
 
@@ -364,3 +373,7 @@ def rules_markdown() -> str:
             cells = " | ".join(SHORT[scopes[role]] for role in ROLES)
             lines.append(f"| {model._meta.verbose_name} | {action.value} | {cells} |")
     return "\n".join(lines)
+
+
+def _pk(user: AnyUser) -> int:
+    return int(str(user.pk)) if user.pk is not None else -1  # anonymous: matches nobody

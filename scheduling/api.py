@@ -245,7 +245,14 @@ class StaffApiMixin:
     lookup_url_kwarg = "pk"
 
     def get_queryset(self) -> QuerySet[StaffProfile]:
-        profiles = StaffProfile.objects.select_related("user").prefetch_related("sites")
+        # only what the output reads (not the password hash and the dates of every user)
+        people = ("user__username", "user__first_name", "user__last_name")
+        sites = Prefetch("sites", queryset=Site.objects.only("slug"), to_attr="site_list")
+        profiles = (
+            StaffProfile.objects.select_related("user")
+            .only("user_id", "role", *people)
+            .prefetch_related(sites)
+        )
         return _scope(profiles, self.request).order_by("user__username", "pk")
 
     def get_serializer_context(self) -> dict[str, Any]:
@@ -290,23 +297,43 @@ class DyadDetailApi(DetailApi):
 # --- participants --------------------------------------------------------------------------
 
 
+#: the columns the outputs read (psycopg parses every date-time it loads; a page loads many)
+SESSION_COLUMNS = (
+    *("id", "course_id", "key", "kind", "title", "start", "end", "status", "room_id"),
+    *("window_start", "window_end", "overnight", "sequence", "plan_reason"),
+)
+COURSE_COLUMNS = ("id", "participant_id", "partner_id", "dyad_id", "start_date", "status")
+PARTICIPANT_COLUMNS = ("id", "code", "site_id", "status", "partner_id", "created_at")
+
+
 def _participants(request: Request) -> QuerySet[Participant]:
     """The participants the user may see, each with the courses the user may see."""
-    courses = _scope(Course.objects.select_related("protocol_version__protocol"), request)
-    return _scope(Participant.objects.select_related("site"), request).prefetch_related(
-        Prefetch("courses", queryset=courses.order_by("pk")),
-        Prefetch("partner_courses", queryset=courses.order_by("pk")),
+    # only the columns the output reads: loading (and parsing) the rest cost more than the
+    # rest of a page together
+    courses = Course.objects.select_related("protocol_version__protocol").only(
+        *COURSE_COLUMNS, "protocol_version__version", "protocol_version__protocol__slug"
+    )
+    courses = _scope(courses, request)
+    participants = Participant.objects.select_related("site").only(
+        *PARTICIPANT_COLUMNS, "site__slug"
+    )
+    return _scope(participants, request).prefetch_related(
+        # to_attr: plain lists; without it Django clones the queryset once per participant
+        Prefetch("courses", queryset=courses.order_by("pk"), to_attr="visible_courses"),
+        Prefetch("partner_courses", queryset=courses.order_by("pk"), to_attr="partner_of"),
     )
 
 
 def _sessions(request: Request, action: str = Action.VIEW) -> QuerySet[ScheduledSession]:
     """The sessions the user may ``action``, with what their output reads, in start order."""
-    sessions = ScheduledSession.objects.select_related("course__participant")
+    sessions = ScheduledSession.objects.select_related("course__participant").only(
+        *SESSION_COLUMNS, "course__participant_id", "course__participant__code"
+    )
     # who holds the session: only the columns its output reads (a page has ~100 bookings)
     held = StaffBooking.objects.filter(active=True).only("session_id", "user_id", "active")
     return (
         _scope(sessions, request, action)
-        .prefetch_related(Prefetch("staff", queryset=held))
+        .prefetch_related(Prefetch("staff", queryset=held, to_attr="active_staff"))
         .order_by("start", "key", "pk")
     )
 

@@ -1096,3 +1096,33 @@ def test_a_huge_protocol_version_is_a_field_error(client_a) -> None:
     response = client_a.get("/api/protocols/mapp-ptsd/", {"version": str(2**40)})
     assert response.status_code == 400
     assert "version" in response.json()
+
+
+def test_the_written_out_outputs_equal_drfs_field_by_field_ones(site_a, coordinator_a) -> None:
+    """Sessions, participants and their courses are written out for speed; DRF's own
+    serialization of the declared fields must give exactly the same."""
+    from rest_framework import serializers as drf
+
+    from scheduling.serializers import (
+        CourseOutputSerializer,
+        ParticipantOutputSerializer,
+        SessionDetailOutputSerializer,
+    )
+
+    course = participant_enrol(
+        site=site_a,
+        code="P-001",
+        protocol_slug="mapp-ptsd",
+        start_date=date(2027, 3, 1),
+        by=coordinator_a,
+    )
+    for session in ScheduledSession.objects.filter(course=course)[:5]:
+        output = SessionDetailOutputSerializer(session)
+        assert output.to_representation(session) == drf.ModelSerializer.to_representation(
+            output, session
+        )
+    participant = course.participant
+    output = ParticipantOutputSerializer(participant)
+    expected = drf.ModelSerializer.to_representation(output, participant)
+    assert output.to_representation(participant) == expected
+    assert expected["courses"] == [dict(CourseOutputSerializer(course).data)]
