@@ -259,7 +259,7 @@ def scope(queryset: QuerySet[M], user: AnyUser, action: str = Action.VIEW) -> Qu
         condition = Q(pk__in=model._default_manager.filter(condition).values("pk"))
     narrowed = queryset.filter(condition)
     if found != Scope.SITE:
-        narrowed = narrowed.filter(_role_condition(model, found, int(str(user.pk))))
+        narrowed = narrowed.filter(_role_condition(model, found, _pk(user)))
     return narrowed
 
 

@@ -324,18 +324,19 @@ def _participants(request: Request) -> QuerySet[Participant]:
     )
 
 
-def _sessions(request: Request, action: str = Action.VIEW) -> QuerySet[ScheduledSession]:
-    """The sessions the user may ``action``, with what their output reads, in start order."""
-    sessions = ScheduledSession.objects.select_related("course__participant").only(
-        *SESSION_COLUMNS, "course__participant_id", "course__participant__code"
-    )
-    # who holds the session: only the columns its output reads (a page has ~100 bookings)
+def _session_rows() -> QuerySet[ScheduledSession]:
+    """Sessions with what their output reads, and nothing more (a page has ~100 bookings)."""
     held = StaffBooking.objects.filter(active=True).only("session_id", "user_id", "active")
     return (
-        _scope(sessions, request, action)
+        ScheduledSession.objects.select_related("course__participant")
+        .only(*SESSION_COLUMNS, "course__participant_id", "course__participant__code")
         .prefetch_related(Prefetch("staff", queryset=held, to_attr="active_staff"))
-        .order_by("start", "key", "pk")
     )
+
+
+def _sessions(request: Request, action: str = Action.VIEW) -> QuerySet[ScheduledSession]:
+    """The sessions the user may ``action``, with what their output reads, in start order."""
+    return _scope(_session_rows(), request, action).order_by("start", "key", "pk")
 
 
 def _log_read(request: Request, participant: Participant, route: str) -> None:
@@ -641,11 +642,7 @@ def _session_for(request: Request, pk: int, action: str) -> ScheduledSession:
 def _session_output(pk: int) -> Response:
     """The session just changed. Read past the policy: a therapist who was booked on it (not
     its dyad's) no longer is once it is cancelled, yet acted on it a moment ago."""
-    held = StaffBooking.objects.filter(active=True).only("session_id", "user_id", "active")
-    session = ScheduledSession.objects.select_related("course__participant").prefetch_related(
-        Prefetch("staff", queryset=held)
-    )
-    return Response(SessionDetailOutputSerializer(session.get(pk=pk)).data)
+    return Response(SessionDetailOutputSerializer(_session_rows().get(pk=pk)).data)
 
 
 class SessionRescheduleApi(ActionApi):
