@@ -87,16 +87,17 @@ class PageQuerySerializer(QuerySerializer):
 
 
 class FirstPageFirst(Paginator[Any]):
-    """Django's paginator, minus the COUNT query when the first page holds the whole list (a
-    site's rooms, dyads, staff, one participant's sessions): one more row than a page is read,
-    and if it does not come, the page's length is the count."""
+    """Django's paginator, reading the first page once: one more row than a page is read (with
+    its prefetches). If it does not come, the page's length is the count and no COUNT query
+    runs (a site's rooms, dyads, staff, one participant's sessions); if it does, the rows read
+    are the page and only the count is asked for, rather than the page a second time."""
 
     def page(self, number: Any) -> Any:
         if str(number) == "1" and "count" not in self.__dict__:
             rows = list(self.object_list[: self.per_page + 1])
             if len(rows) <= self.per_page:
                 self.__dict__["count"] = len(rows)  # fills the cached_property
-                return self._get_page(rows, 1, self)  # type: ignore[attr-defined]
+            return self._get_page(rows[: self.per_page], 1, self)  # type: ignore[attr-defined]
         return super().page(number)
 
 

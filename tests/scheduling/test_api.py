@@ -590,6 +590,25 @@ def test_the_sessions_list_costs_the_same_queries_for_more_rows(
         assert len(results(client_a.get("/api/participants/"))) == 3
 
 
+def test_a_first_page_shorter_than_the_list_is_read_once_and_counted_once(
+    enrolled, client_a
+) -> None:
+    client_a.get("/api/sessions/?page_size=200")  # the session row is settled
+    with CaptureQueriesContext(connection) as whole:
+        assert len(results(client_a.get("/api/sessions/?page_size=200"))) == 36
+    with CaptureQueriesContext(connection) as part:
+        response = client_a.get("/api/sessions/?page_size=10")
+        assert len(results(response)) == 10
+    assert response.json()["count"] == 36
+    assert response.json()["next"].endswith("page=2&page_size=10")
+    sql = [query["sql"] for query in part.captured_queries]
+    assert sum("COUNT(" in statement for statement in sql) == 1
+    # the whole list fits one page and needs no count; the short page adds the count only,
+    # not a second reading of the page and its staff bookings
+    assert len(part) == len(whole) + 1
+    assert [row["key"] for row in results(client_a.get("/api/sessions/?page=2&page_size=10"))]
+
+
 # --- rescheduling --------------------------------------------------------------------------
 
 
