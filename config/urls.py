@@ -80,6 +80,13 @@ api_patterns = [
     ),
     path("sessions/<id:pk>/cancel/", api.SessionCancelApi.as_view(), name="session-cancel"),
     path("sessions/<id:pk>/status/", api.SessionStatusApi.as_view(), name="session-status"),
+    path("sessions/<id:pk>/rebook/", api.SessionRebookApi.as_view(), name="session-rebook"),
+    path(
+        "participants/<id:pk>/withdraw/",
+        api.ParticipantWithdrawApi.as_view(),
+        name="participant-withdraw",
+    ),
+    path("courses/<id:pk>/end/", api.CourseEndApi.as_view(), name="course-end"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # the split view serves its start-up script as a file: no inline script under the CSP
     path(

@@ -70,6 +70,7 @@ class Action(StrEnum):
     ENROL = "enrol"
     RESCHEDULE = "reschedule"
     SET_STATUS = "set status"  # confirm, complete, cancel, mark missed
+    END = "end"  # withdraw a participant, end a course early
     IMPORT = "import"  # new protocol versions: import, draft, activate, retire
 
 
@@ -123,8 +124,9 @@ RULES: dict[type[Model], dict[Action, dict[str, Scope]]] = {
         Action.VIEW: _row(S, S, T, X, N),
         Action.CHANGE: _row(S, S, X, X, X),  # contact details
         Action.ENROL: _row(S, S, X, X, X),
+        Action.END: _row(S, S, X, X, X),
     },
-    Course: {Action.VIEW: _row(S, S, T, X, N)},
+    Course: {Action.VIEW: _row(S, S, T, X, N), Action.END: _row(S, S, X, X, X)},
     ScheduledSession: {
         Action.VIEW: _row(S, S, T, A, N),
         Action.RESCHEDULE: _row(S, S, T, X, X),

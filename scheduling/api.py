@@ -52,12 +52,16 @@ from scheduling.models import (
     StaffProfile,
 )
 from scheduling.serializers import (
+    ConsequenceOutputSerializer,
     DyadOutputSerializer,
+    EndingOutputSerializer,
     ParticipantOutputSerializer,
+    RebookOutputSerializer,
     RescheduleOutputSerializer,
     RoomOutputSerializer,
     SessionDetailOutputSerializer,
     SessionOutputSerializer,
+    SessionStatusOutputSerializer,
     SiteOutputSerializer,
     StaffOutputSerializer,
 )
@@ -689,31 +693,62 @@ class SessionRescheduleApi(ActionApi):
         return Response(RescheduleOutputSerializer(result).data)
 
 
+def _dry_run_field() -> serializers.BooleanField:
+    return serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Only show what would happen (to the sessions anchored on this one too).",
+    )
+
+
+def _status_output(pk: int, change: services.StatusChange) -> Response:
+    data = {
+        **SessionDetailOutputSerializer(_session_rows().get(pk=pk)).data,
+        "applied": change.applied,
+        "dependents": ConsequenceOutputSerializer(change.consequences, many=True).data,
+        "course_status": change.course_status,
+    }
+    return Response(data)
+
+
+STATUS_DESCRIPTION = (
+    " Cancelling or marking missed needs a reason, is recorded as a deviation and frees the "
+    "session's room and staff. Sessions anchored on it are listed in `dependents`: those that "
+    "only make sense with it (the next-morning session, the daily phone check-ins) are "
+    "cancelled with it; the others stay planned and are re-planned when it is rebooked "
+    "(`POST .../rebook/`). With dry_run nothing is stored and `applied` is false."
+)
+
+
 class SessionCancelApi(ActionApi):
     @extend_schema_serializer(component_name="SessionCancel")
     class InputSerializer(serializers.Serializer):
         reason = _reason_field("Why (required; recorded as a deviation).")
+        dry_run = _dry_run_field()
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: SessionDetailOutputSerializer},
+        responses={200: SessionStatusOutputSerializer},
         tags=["sessions"],
         description="Cancel a session (coordinators, administrators, and the participant's "
-        "therapists; needs a reason; recorded as a deviation; frees its room and staff).",
+        "therapists)." + STATUS_DESCRIPTION,
         examples=[
-            OpenApiExample("cancel", request_only=True, value={"reason": "participant unwell"})
+            OpenApiExample(
+                "cancel", request_only=True, value={"reason": "participant unwell", "dry_run": True}
+            )
         ],
     )
     def post(self, request: Request, pk: int) -> Response:
         session = _session_for(request, pk, Action.SET_STATUS)
         data = _valid(self.InputSerializer, request)
-        services.session_set_status(
+        change = services.session_change_status(
             session=session,
             status=ScheduledSession.Status.CANCELLED,
             reason=data["reason"],
             by=request.user,
+            dry_run=data["dry_run"],
         )
-        return _session_output(pk)
+        return _status_output(pk, change)
 
 
 #: the statuses a session can be given (it starts planned)
@@ -729,22 +764,144 @@ class SessionStatusApi(ActionApi):
     class InputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=STATUS_CHANGES)
         reason = _reason_field("Needed for cancelled and missed.")
+        dry_run = _dry_run_field()
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: SessionDetailOutputSerializer},
+        responses={200: SessionStatusOutputSerializer},
         tags=["sessions"],
         description="Confirm, complete, cancel or mark missed (coordinators, administrators, "
-        "and the participant's therapists).",
+        "and the participant's therapists). Completing the last session the course needs "
+        "completes the course and its participants (`course_status`)." + STATUS_DESCRIPTION,
         examples=[OpenApiExample("confirm", request_only=True, value={"status": "confirmed"})],
     )
     def post(self, request: Request, pk: int) -> Response:
         session = _session_for(request, pk, Action.SET_STATUS)
         data = _valid(self.InputSerializer, request)
-        services.session_set_status(
-            session=session, status=data["status"], reason=data["reason"], by=request.user
+        change = services.session_change_status(
+            session=session,
+            status=data["status"],
+            reason=data["reason"],
+            by=request.user,
+            dry_run=data["dry_run"],
         )
-        return _session_output(pk)
+        return _status_output(pk, change)
+
+
+class SessionRebookApi(ActionApi):
+    @extend_schema_serializer(component_name="SessionRebook")
+    class InputSerializer(serializers.Serializer):
+        start = AwareDateTimeField(
+            validators=[validators.plausible_date],
+            help_text="The new start, ISO 8601 with its UTC offset.",
+        )
+        reason = _reason_field(
+            "Needed when the new date leaves the session's window (recorded as a deviation)."
+        )
+        dry_run = serializers.BooleanField(
+            required=False, default=False, help_text="Only show what would be booked and moved."
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: RebookOutputSerializer, 409: CONFLICT},
+        tags=["sessions"],
+        description=(
+            "Give a cancelled or missed session a new date (coordinators, administrators, and "
+            "the participant's therapists). The cancelled session stays cancelled; a new session "
+            "with the same key replaces it (`rebooked`, each with the id it `replaces`), with "
+            "the sessions cancelled with it (next morning, phone check-ins), and every session "
+            "anchored on it is re-planned from it (`moved`). A session that is not cancelled or "
+            "missed, or was rebooked already, is a 400. With dry_run nothing is stored, "
+            "`applied` is false and the new sessions have no id."
+        ),
+        examples=[
+            OpenApiExample(
+                "rebook",
+                request_only=True,
+                value={"start": "2027-04-20T09:00:00-04:00", "dry_run": True},
+            )
+        ],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        session = _session_for(request, pk, Action.RESCHEDULE)
+        data = _valid(self.InputSerializer, request)
+        result = services.session_rebook(
+            session=session,
+            start=data["start"],
+            reason=data["reason"],
+            dry_run=data["dry_run"],
+            by=request.user,
+        )
+        return Response(RebookOutputSerializer(result).data)
+
+
+class EndingInputSerializer(serializers.Serializer):
+    reason = _reason_field("Why (required; recorded with every session it cancels).")
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Only show what would be cancelled."
+    )
+
+
+class ParticipantWithdrawApi(ActionApi):
+    @extend_schema(
+        request=EndingInputSerializer,
+        responses={200: EndingOutputSerializer},
+        tags=["participants"],
+        description=(
+            "Withdraw a participant (coordinators and administrators): every active course "
+            "they take is withdrawn (a couple's joint course for both partners) and everything "
+            "still planned in it is cancelled, with the reason, freeing rooms and staff. "
+            "With dry_run nothing is stored."
+        ),
+        examples=[
+            OpenApiExample(
+                "withdraw",
+                request_only=True,
+                value={"reason": "consent withdrawn", "dry_run": True},
+            )
+        ],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        participant = get_object_or_404(_scope(Participant.objects.all(), request), pk=pk)
+        if not access.can(request.user, Action.END, participant):
+            raise exceptions.PermissionDenied("Only coordinators and administrators withdraw.")
+        data = _valid(EndingInputSerializer, request)
+        ending = services.participant_withdraw(
+            participant=participant,
+            reason=data["reason"],
+            dry_run=data["dry_run"],
+            by=request.user,
+        )
+        return Response(EndingOutputSerializer(ending).data)
+
+
+class CourseEndApi(ActionApi):
+    @extend_schema(
+        request=EndingInputSerializer,
+        responses={200: EndingOutputSerializer},
+        tags=["participants"],
+        description=(
+            "End a course early (coordinators and administrators): everything still planned "
+            "in it is cancelled, with the reason, freeing rooms and staff; the course is "
+            "`ended`, and its participants `completed` when they have no other active course. "
+            "With dry_run nothing is stored."
+        ),
+        examples=[
+            OpenApiExample(
+                "end", request_only=True, value={"reason": "clinical decision", "dry_run": True}
+            )
+        ],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        course = get_object_or_404(_scope(Course.objects.all(), request), pk=pk)
+        if not access.can(request.user, Action.END, course):
+            raise exceptions.PermissionDenied("Only coordinators and administrators end a course.")
+        data = _valid(EndingInputSerializer, request)
+        ending = services.course_end(
+            course=course, reason=data["reason"], dry_run=data["dry_run"], by=request.user
+        )
+        return Response(EndingOutputSerializer(ending).data)
 
 
 # --- the protocol library's policy (config/urls.py hands it to protocol.api) ------------------

@@ -29,7 +29,9 @@ REASON_TOO_LONG = {
 __all__ = [
     "STUDY_CODE",
     "CalendarForm",
+    "EndingForm",
     "EnrolForm",
+    "RebookForm",
     "RescheduleForm",
     "StatusForm",
     "plausible_date",
@@ -60,6 +62,32 @@ class RescheduleForm(forms.Form):
         return moment
 
 
+class RebookForm(RescheduleForm):
+    """A new date for a cancelled or missed session: the reschedule form's fields, with labels
+    that say what it does."""
+
+    def __init__(self, *args: Any, zone: str, **kwargs: Any) -> None:
+        super().__init__(*args, zone=zone, **kwargs)
+        self.fields["date"].label = "Rebook on"
+        self.fields["time"].label = "Start time"
+        self.fields[
+            "reason"
+        ].help_text = (
+            "Needed when the new date leaves the session's window (recorded as a deviation)."
+        )
+
+
+class EndingForm(forms.Form):
+    """Withdraw a participant or end a course early: a reason, recorded with every session it
+    cancels."""
+
+    reason = forms.CharField(
+        max_length=REASON_MAX_LENGTH,
+        error_messages={**REASON_TOO_LONG, "required": "Give a reason: it is recorded."},
+        widget=forms.TextInput(),
+    )
+
+
 class StatusForm(forms.Form):
     status = forms.ChoiceField(
         choices=[
@@ -74,6 +102,11 @@ class StatusForm(forms.Form):
         error_messages=REASON_TOO_LONG,
         help_text="Needed to cancel or to mark missed.",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # ids of its own: the reschedule form on the same page has a "reason" too
+        kwargs.setdefault("auto_id", "id_status_%s")
+        super().__init__(*args, **kwargs)
 
 
 class CalendarForm(forms.Form):

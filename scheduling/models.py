@@ -236,6 +236,7 @@ class Course(models.Model):
         ACTIVE = "active"
         COMPLETED = "completed"
         WITHDRAWN = "withdrawn"
+        ENDED = "ended", "ended early"
 
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="courses")
     partner = models.ForeignKey(
@@ -276,6 +277,13 @@ class ScheduledSession(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLANNED)
     room = models.ForeignKey(Room, on_delete=models.PROTECT, null=True, blank=True)
     plan_reason = models.TextField(blank=True, help_text="Why the planner chose this date.")
+    #: a rebooking: the cancelled or missed session this one takes the place of (same key)
+    replaces = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="replaced_by"
+    )
+    #: set on a cancelled or missed session once it is rebooked: the protocol session now
+    #: lives in the row that replaces it, which carries the same key
+    superseded = models.BooleanField(default=False)
     #: calendar identity: never regenerated; SEQUENCE goes up on every change
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     sequence = models.PositiveIntegerField(default=0)
@@ -284,7 +292,16 @@ class ScheduledSession(models.Model):
     class Meta:
         ordering = ["start", "key"]
         constraints = [
-            models.UniqueConstraint(fields=["course", "key"], name="session_key_per_course"),
+            # one current session per protocol session; rebooked ones keep their key beside it
+            models.UniqueConstraint(
+                fields=["course", "key"],
+                condition=Q(superseded=False),
+                name="session_key_per_course",
+            ),
+            models.CheckConstraint(
+                condition=Q(superseded=False) | Q(status__in=["cancelled", "missed"]),
+                name="session_superseded_is_closed",
+            ),
             models.CheckConstraint(condition=Q(start__lt=F("end")), name="session_order"),
         ]
         indexes = [models.Index(fields=["start"], name="session_start")]

@@ -235,7 +235,7 @@ def board_sessions(
     )
     # a busy day has hundreds of rows: load only the columns a row shows
     return (
-        sessions.select_related("room", "course__participant", "course__dyad")
+        sessions.select_related("room", "course__participant", "course__partner", "course__dyad")
         .only(
             "start",
             "end",
@@ -245,6 +245,7 @@ def board_sessions(
             "status",
             "room__name",
             "course__participant__code",
+            "course__partner__code",
             "course__dyad__name",
         )
         .prefetch_related(Prefetch("staff", queryset=people, to_attr="active_staff"))
@@ -317,9 +318,8 @@ def participants_list(
     site: str = "",
     next_session: str = "",
 ) -> QuerySet[Participant]:
-    """Participants at the user's sites with their next open session, filtered."""
-    from django.db.models import Min
-
+    """Participants at the user's sites with their next open session (``_next_start``),
+    filtered."""
     participants = visible_participants(user).select_related("site")
     if site:
         participants = participants.filter(site__slug=site)
@@ -328,15 +328,13 @@ def participants_list(
     if status:
         participants = participants.filter(status=status)
     if protocol:
-        participants = participants.filter(courses__protocol_version__protocol__slug=protocol)
-    upcoming = Q(
-        courses__sessions__start__gte=now,
-        courses__sessions__status__in=[
-            ScheduledSession.Status.PLANNED,
-            ScheduledSession.Status.CONFIRMED,
-        ],
-    )
-    listed = participants.annotate(next_session=Min("courses__sessions__start", filter=upcoming))
+        # a couple's partner takes the course as its partner: the same protocol for both
+        taking = Course.objects.filter(
+            Q(participant=OuterRef("pk")) | Q(partner=OuterRef("pk")),
+            protocol_version__protocol__slug=protocol,
+        )
+        participants = participants.filter(Exists(taking))
+    listed = participants.annotate(next_session=Subquery(_next_start(OuterRef("pk"), now)))
     if next_session == "none":
         listed = listed.filter(next_session__isnull=True)
     elif next_session.isdigit():
@@ -344,17 +342,55 @@ def participants_list(
     return listed.order_by("site__name", "code", "pk")
 
 
+def _next_start(participant: Any, now: datetime) -> QuerySet[Any, Any]:
+    """The start of the participant's next open session, as a participant or as the partner
+    of a couple: the one definition the list and the participant's page share."""
+    return (
+        ScheduledSession.objects.filter(
+            Q(course__participant=participant) | Q(course__partner=participant),
+            start__gte=now,
+            status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
+        )
+        .order_by("start")
+        .values("start")[:1]
+    )
+
+
+def next_session_start(participant: Participant, now: datetime) -> datetime | None:
+    """What the participants list shows as this participant's next session."""
+    starts = _next_start(participant.pk, now).values_list("start", flat=True)
+    found: datetime | None = starts.first()
+    return found
+
+
 def participant_courses(participant: Participant, user: AnyUser) -> list[Course]:
     """The participant's courses with the sessions ``user`` may see (all of them for the
     site's coordinators and the dyad; a night attendant's nights only)."""
-    sessions = scoped(ScheduledSession.objects.all(), user).prefetch_related("room", "deviations")
+    sessions = (
+        scoped(ScheduledSession.objects.all(), user)
+        .select_related("replaced_by")
+        .prefetch_related("room", "deviations")
+    )
     return list(
         scoped(Course.objects.all(), user)
         .filter(Q(participant=participant) | Q(partner=participant))
-        .select_related("protocol_version__protocol", "dyad")
+        .select_related("protocol_version__protocol", "dyad", "participant", "partner")
         .prefetch_related(Prefetch("sessions", queryset=sessions))
         .order_by("start_date")
     )
+
+
+def closed_anchor(session: ScheduledSession) -> ScheduledSession | None:
+    """The cancelled or missed session an open ``session`` is anchored on, if any: it waits
+    to be re-planned until that one is rebooked."""
+    if not session.is_open or not session.anchor_key:
+        return None
+    return ScheduledSession.objects.filter(
+        course_id=session.course_id,
+        key=session.anchor_key,
+        superseded=False,
+        status__in=[ScheduledSession.Status.CANCELLED, ScheduledSession.Status.MISSED],
+    ).first()
 
 
 def session_page(user: AnyUser, pk: int) -> ScheduledSession:
@@ -362,7 +398,13 @@ def session_page(user: AnyUser, pk: int) -> ScheduledSession:
     return (
         scoped(ScheduledSession.objects.all(), user)
         .select_related(
-            "room", "course__participant__site", "course__dyad", "course__protocol_version"
+            "room",
+            "course__participant__site",
+            "course__partner",
+            "course__dyad",
+            "course__protocol_version",
+            "replaces",
+            "replaced_by",
         )
         .prefetch_related("staff__user", "deviations__created_by")
         .get(pk=pk)
@@ -432,8 +474,43 @@ def calendar_bookings(
         "session__start",
         "session__end",
         "session__overnight",
+        "session__course__partner__code",
     )
-    return [site_grid.Booking(*row) for row in rows]
+    # a couple's joint session is booked once: it shows both partners' codes
+    return [
+        site_grid.Booking(
+            row=row_id,
+            begin=begin,
+            until=until,
+            session_id=session_id,
+            code=couple_codes(code, partner_code),
+            title=title,
+            kind=kind,
+            status=status,
+            start=start,
+            end=end,
+            overnight=overnight,
+        )
+        for (
+            row_id,
+            begin,
+            until,
+            session_id,
+            code,
+            title,
+            kind,
+            status,
+            start,
+            end,
+            overnight,
+            partner_code,
+        ) in rows
+    ]
+
+
+def couple_codes(code: str, partner_code: str | None) -> str:
+    """A session's study codes as the boards show them: both partners' for a couple."""
+    return f"{code} & {partner_code}" if partner_code else code
 
 
 def enrol_choices(user: AnyUser) -> dict[str, list[Any]]:

@@ -247,3 +247,77 @@ class RescheduleOutputSerializer(serializers.Serializer):
     moved = MoveOutputSerializer(many=True)
     deviations = DeviationOutputSerializer(many=True)
     applied = serializers.BooleanField()
+
+
+class ConsequenceOutputSerializer(serializers.Serializer):
+    """A session anchored on the one whose status changes, and what the change does to it."""
+
+    id = serializers.IntegerField(source="session.pk")
+    key = serializers.CharField(source="session.key")
+    start = serializers.DateTimeField(source="session.start")
+    outcome = serializers.ChoiceField(
+        choices=[
+            ("cancelled_with", "cancelled with it"),
+            ("awaits_rebooking", "stays planned; re-planned when it is rebooked"),
+        ]
+    )
+    why = serializers.CharField()
+
+
+class SessionStatusOutputSerializer(SessionDetailOutputSerializer):
+    """The session after a status change (as it is, in a dry run), what the change does to the
+    sessions anchored on it, and the course's new status when the change completes it."""
+
+    applied = serializers.BooleanField()
+    dependents = ConsequenceOutputSerializer(many=True)
+    course_status = serializers.CharField(allow_null=True)
+
+    class Meta(SessionDetailOutputSerializer.Meta):
+        fields = [
+            *SessionDetailOutputSerializer.Meta.fields,
+            "applied",
+            "dependents",
+            "course_status",
+        ]
+
+
+class RebookedOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField(
+        source="session.pk", allow_null=True, help_text="null in a dry run"
+    )
+    key = serializers.CharField(source="session.key")
+    replaces = serializers.IntegerField(
+        source="session.replaces_id", help_text="the cancelled or missed session it replaces"
+    )
+    new_start = serializers.DateTimeField()
+    new_end = serializers.DateTimeField()
+    room = serializers.IntegerField(allow_null=True)
+
+
+class RebookOutputSerializer(serializers.Serializer):
+    session = serializers.IntegerField(
+        source="session.pk", allow_null=True, help_text="the new session; null in a dry run"
+    )
+    rebooked = RebookedOutputSerializer(many=True)
+    moved = MoveOutputSerializer(many=True)
+    deviations = DeviationOutputSerializer(many=True)
+    applied = serializers.BooleanField()
+
+
+class EndingOutputSerializer(serializers.Serializer):
+    """Withdrawing a participant or ending a course: what is (or, in a dry run, would be)
+    cancelled and the statuses that follow."""
+
+    status = serializers.CharField(help_text="the courses' new status")
+    courses = serializers.SerializerMethodField()
+    participants = serializers.SerializerMethodField()
+    cancelled = SessionOutputSerializer(many=True)
+    applied = serializers.BooleanField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_courses(self, ending: Any) -> list[int]:
+        return [c.pk for c in ending.courses]
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_participants(self, ending: Any) -> list[int]:
+        return [p.pk for p in ending.participants]

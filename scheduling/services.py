@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -412,8 +413,10 @@ def session_reschedule(
         )
         .get(pk=session.course_id)
     )
-    sessions = list(ScheduledSession.objects.select_for_update().filter(course=course))
-    session = next(s for s in sessions if s.pk == session.pk)
+    sessions = list(
+        ScheduledSession.objects.select_for_update().filter(course=course, superseded=False)
+    )
+    session = next((s for s in sessions if s.pk == session.pk), session)
     site = course.participant.site
     _check_local_start(start, site)
     if not session.is_open:
@@ -469,7 +472,9 @@ def session_reschedule(
         )
     for s in sorted(sessions, key=lambda s: (s.start, s.key)):
         p = planned.session(s.key)
-        if s.key not in held and (p.start != s.start or p.room != s.room_id):
+        # a rebooked session holds nothing yet: it is booked even where its time stays
+        unbooked = bool(p.staff) and not bookings[s.pk].staff
+        if s.key not in held and (p.start != s.start or p.room != s.room_id or unbooked):
             result.moved.append(Move(s, s.start, p.start, p.end, p.room, p.reason))
     if dry_run:
         if not moved_to.in_window:  # what applying would record, unsaved
@@ -587,38 +592,491 @@ TERMINAL = {
     ScheduledSession.Status.CANCELLED,
     ScheduledSession.Status.MISSED,
 }
+#: statuses that close a session without it having happened (a reason and a deviation)
+CLOSED_UNHELD = (ScheduledSession.Status.CANCELLED, ScheduledSession.Status.MISSED)
+
+
+def tied_to(spec: ProtocolSpec, template_key: str) -> set[str]:
+    """Template keys that only make sense with ``template_key``: anchored on it directly and on
+    one fixed day after it, the session the next morning after an overnight stay and the daily
+    phone check-ins. Cancelling or missing the anchor cancels them with it; rebooking it books
+    them again. Every other dependent (later integrations, the next dosing) has a window of its
+    own and stays planned until the anchor is rebooked, which re-plans it."""
+    return {
+        t.key
+        for t in spec.sessions
+        if t.timing.anchor == template_key
+        and (t.timing.next_morning or t.timing.earliest_days == t.timing.latest_days)
+    }
+
+
+class Outcome(StrEnum):
+    CANCELLED_WITH = "cancelled_with"
+    AWAITS_REBOOKING = "awaits_rebooking"
+
+    @property
+    def label(self) -> str:
+        if self is Outcome.CANCELLED_WITH:
+            return "cancelled with it"
+        return "stays planned; re-planned when it is rebooked"
+
+
+@dataclass(frozen=True)
+class Consequence:
+    """What a status change does to a session anchored on the changed one."""
+
+    session: ScheduledSession
+    outcome: Outcome
+    why: str
+
+
+@dataclass
+class StatusChange:
+    session: ScheduledSession
+    status: str
+    consequences: list[Consequence] = field(default_factory=list)
+    #: the course's status after the change, when the change closes the course
+    course_status: str | None = None
+    applied: bool = False
+
+
+def _local_time(moment: datetime, site: Site) -> str:
+    """A time as people at the site read it: "Mon 1 Mar 2027 09:00 EST"."""
+    local = moment.astimezone(ZoneInfo(site.timezone))
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M %Z}"
+
+
+def _consequences(
+    spec: ProtocolSpec, session: ScheduledSession, sessions: list[ScheduledSession]
+) -> list[Consequence]:
+    """The open sessions anchored (directly or not) on ``session`` and what closing it does to
+    each of them."""
+    dependents = dependents_of(spec, session.template_key)
+    tied = tied_to(spec, session.template_key)
+    found = []
+    for s in sorted(sessions, key=lambda s: (s.start, s.key)):
+        if s.pk == session.pk or not s.is_open or s.template_key not in dependents:
+            continue
+        if s.template_key in tied:
+            when = (
+                "the morning after it"
+                if spec.session(s.template_key).timing.next_morning
+                else ("on a fixed day after it")
+            )
+            found.append(
+                Consequence(
+                    s, Outcome.CANCELLED_WITH, f"it happens only with {session.key}, {when}"
+                )
+            )
+        else:
+            found.append(
+                Consequence(
+                    s,
+                    Outcome.AWAITS_REBOOKING,
+                    f"it has a window of its own: it stays planned and is re-planned from "
+                    f"{session.key} when {session.key} is rebooked",
+                )
+            )
+    return found
 
 
 @transaction.atomic
-def session_set_status(
-    *, session: ScheduledSession, status: str, by: User | None, reason: str = ""
-) -> ScheduledSession:
+def session_change_status(
+    *,
+    session: ScheduledSession,
+    status: str,
+    by: User | None,
+    reason: str = "",
+    dry_run: bool = False,
+) -> StatusChange:
     """Confirm, complete, cancel or mark missed. Cancelling and missing a session are protocol
-    deviations: they need a reason and free the session's room and staff."""
+    deviations: they need a reason and free the session's room and staff. The sessions that only
+    make sense with it (``tied_to``) are cancelled with it, the same way; the other sessions
+    anchored on it stay planned until it is rebooked. A dry run says all this and stores nothing.
+    A change that leaves nothing open in a course that the protocol still needs completes the
+    course, and the participant with it."""
     _check_reason(reason)
-    session = ScheduledSession.objects.select_for_update().get(pk=session.pk)
     allowed = {choice for choice, _ in ScheduledSession.Status.choices} - {"planned"}
     if status not in allowed:
         raise _fail("status", f"'{status}' is not one of {', '.join(sorted(allowed))}")
+    course = (
+        Course.objects.select_for_update(of=("self",))
+        .select_related("protocol_version", "participant__site", "partner")
+        .get(pk=session.course_id)
+    )
+    sessions = list(
+        ScheduledSession.objects.select_for_update().filter(course=course, superseded=False)
+    )
+    for s in sessions:
+        s.course = course  # one course object: its site is read once
+    current = next((s for s in sessions if s.pk == session.pk), None)
+    if current is None:  # a cancelled session that was rebooked since
+        raise _fail("status", f"{session.key} was rebooked: change the session that replaces it")
+    session = current
+    site = course.participant.site
     if session.status in TERMINAL:
         raise _fail("status", f"{session.key} is {session.status} already")
     happened = status in (ScheduledSession.Status.COMPLETED, ScheduledSession.Status.MISSED)
     if happened and session.start > timezone.now():
         raise _fail(
             "status",
-            f"{session.key} starts {session.start:%Y-%m-%d %H:%M} UTC: it cannot be {status} yet",
+            f"{session.key} starts {_local_time(session.start, site)}: it cannot be {status} "
+            "yet. Cancel it instead, or wait until it has started.",
         )
-    needs_reason = status in (ScheduledSession.Status.CANCELLED, ScheduledSession.Status.MISSED)
+    needs_reason = status in CLOSED_UNHELD
     if needs_reason and not reason.strip():
         raise _fail("reason", f"marking a session {status} needs a reason")
+    spec = protocol_spec(course.protocol_version)
+    change = StatusChange(session=session, status=status)
+    if needs_reason:
+        change.consequences = _consequences(spec, session, sessions)
+    if dry_run:
+        return change
     session.status = status
     session.sequence += 1
     _save(session, by, reason or status)
     if needs_reason:
         _release(session, reason, by)
-        deviation = Deviation(session=session, kind=status, reason=reason.strip(), created_by=by)
-        _save(deviation, by, reason)
-    return session
+        _save(
+            Deviation(
+                session=session,
+                kind=status,
+                reason=reason.strip(),
+                detail=_cascade_detail(change.consequences),
+                created_by=by,
+            ),
+            by,
+            reason,
+        )
+    for consequence in change.consequences:
+        if consequence.outcome is Outcome.CANCELLED_WITH:
+            _close_with(consequence.session, session, reason.strip(), by)
+    if status == ScheduledSession.Status.COMPLETED:
+        _participants_in_treatment(course, by)
+    change.course_status = _course_settle(course, sessions, spec, by)
+    change.applied = True
+    return change
+
+
+def session_set_status(
+    *, session: ScheduledSession, status: str, by: User | None, reason: str = ""
+) -> ScheduledSession:
+    """``session_change_status`` applied: the session as it is now."""
+    return session_change_status(session=session, status=status, by=by, reason=reason).session
+
+
+def _cascade_detail(consequences: list[Consequence]) -> str:
+    cancelled = [c.session.key for c in consequences if c.outcome is Outcome.CANCELLED_WITH]
+    waiting = [c.session.key for c in consequences if c.outcome is Outcome.AWAITS_REBOOKING]
+    parts = []
+    if cancelled:
+        parts.append(f"cancelled with it: {', '.join(cancelled)}")
+    if waiting:
+        parts.append(f"left planned until it is rebooked: {', '.join(waiting)}")
+    return "; ".join(parts)
+
+
+def _close_with(
+    dependent: ScheduledSession, anchor: ScheduledSession, reason: str, by: User | None
+) -> None:
+    why = f"cancelled with {anchor.key} ({anchor.status}): {reason}"
+    dependent.status = ScheduledSession.Status.CANCELLED
+    dependent.sequence += 1
+    _save(dependent, by, why)
+    _release(dependent, why, by)
+    _save(
+        Deviation(
+            session=dependent,
+            kind=Deviation.Kind.CANCELLED,
+            reason=reason,
+            detail=f"cancelled with {anchor.key}, which was {anchor.status}",
+            created_by=by,
+        ),
+        by,
+        why,
+    )
+
+
+def still_needed(spec: ProtocolSpec, session: ScheduledSession) -> bool:
+    """Whether the protocol still needs a cancelled or missed session (so it is to be rebooked):
+    every one but those that only made sense with their anchor (a missed phone check-in is not
+    made up later; the next morning after a cancelled dosing goes with it)."""
+    if session.status not in CLOSED_UNHELD or session.superseded:
+        return False
+    return not (session.anchor_key and session.template_key in tied_to(spec, session.anchor_key))
+
+
+def _course_settle(
+    course: Course, sessions: list[ScheduledSession], spec: ProtocolSpec, by: User | None
+) -> str | None:
+    """Complete an active course whose sessions are all done (completed, or cancelled or missed
+    with nothing the protocol still needs), and its participants with it."""
+    if course.status != Course.Status.ACTIVE:
+        return None
+    if any(s.is_open or still_needed(spec, s) for s in sessions):
+        return None
+    course.status = Course.Status.COMPLETED
+    _save(course, by, "every session of the course is done")
+    _participants_follow(course, by, "course completed")
+    return course.status
+
+
+def _course_people(course: Course) -> list[Participant]:
+    return [p for p in (course.participant, course.partner) if p is not None]
+
+
+def _participants_in_treatment(course: Course, by: User | None) -> None:
+    for person in _course_people(course):
+        if person.status == Participant.Status.ENROLLED:
+            person.status = Participant.Status.IN_TREATMENT
+            _save(person, by, "first session completed")
+
+
+def _participants_follow(course: Course, by: User | None, reason: str) -> None:
+    """A participant with no active course left is completed (withdrawal sets its own)."""
+    for person in _course_people(course):
+        if person.status in (Participant.Status.COMPLETED, Participant.Status.WITHDRAWN):
+            continue
+        active = Course.objects.filter(
+            Q(participant=person) | Q(partner=person), status=Course.Status.ACTIVE
+        )
+        if not active.exists():
+            person.status = Participant.Status.COMPLETED
+            _save(person, by, reason)
+
+
+# --- ending a course early, withdrawing a participant --------------------------------------
+
+
+@dataclass
+class Ending:
+    """What ending courses does: each course's new status and every open session it cancels."""
+
+    courses: list[Course]
+    status: str
+    cancelled: list[ScheduledSession] = field(default_factory=list)
+    participants: list[Participant] = field(default_factory=list)
+    applied: bool = False
+
+
+@transaction.atomic
+def participant_withdraw(
+    *, participant: Participant, by: User | None, reason: str, dry_run: bool = False
+) -> Ending:
+    """Withdraw a participant: every active course they take (a couple's joint course ends for
+    both partners) is withdrawn and everything still planned in it is cancelled, freeing its
+    rooms and staff, each with the reason, as a deviation."""
+    participant = Participant.objects.select_for_update().get(pk=participant.pk)
+    courses = Course.objects.filter(Q(participant=participant) | Q(partner=participant))
+    if participant.status == Participant.Status.WITHDRAWN:
+        raise _fail("reason", f"{participant.code} is withdrawn already")
+    return _end_courses(
+        list(courses.filter(status=Course.Status.ACTIVE).values_list("pk", flat=True)),
+        status=Course.Status.WITHDRAWN,
+        people=[participant],
+        by=by,
+        reason=reason,
+        dry_run=dry_run,
+    )
+
+
+@transaction.atomic
+def course_end(*, course: Course, by: User | None, reason: str, dry_run: bool = False) -> Ending:
+    """End a course early: everything still planned in it is cancelled (rooms and staff freed,
+    each with the reason, as a deviation), and its participants are completed when they have
+    no other active course."""
+    if course.status != Course.Status.ACTIVE:
+        raise _fail("reason", f"this course is {course.get_status_display()} already")
+    return _end_courses(
+        [course.pk], status=Course.Status.ENDED, people=[], by=by, reason=reason, dry_run=dry_run
+    )
+
+
+def _end_courses(
+    course_ids: list[int],
+    *,
+    status: str,
+    people: list[Participant],
+    by: User | None,
+    reason: str,
+    dry_run: bool,
+) -> Ending:
+    _check_reason(reason)
+    if not reason.strip():
+        raise _fail("reason", "give a reason: it is recorded with every session it cancels")
+    courses = list(
+        Course.objects.select_for_update(of=("self",))
+        .select_related("participant", "partner")
+        .filter(pk__in=course_ids, status=Course.Status.ACTIVE)
+        .order_by("pk")
+    )
+    open_sessions = list(
+        ScheduledSession.objects.select_for_update()
+        .filter(course__in=courses, superseded=False, status__in=["planned", "confirmed"])
+        .order_by("start", "key")
+    )
+    withdrawing = status == Course.Status.WITHDRAWN
+    touched = {p.pk: p for c in courses for p in _course_people(c)} if withdrawing else {}
+    touched.update({p.pk: p for p in people})
+    ending = Ending(
+        courses=courses,
+        status=status,
+        cancelled=open_sessions,
+        participants=list(touched.values()),
+    )
+    if dry_run:
+        return ending
+    why = reason.strip()
+    label = "participant withdrawn" if withdrawing else "course ended early"
+    for session in open_sessions:
+        session.status = ScheduledSession.Status.CANCELLED
+        session.sequence += 1
+        _save(session, by, f"{label}: {why}")
+        _release(session, f"{label}: {why}", by)
+        _save(
+            Deviation(
+                session=session,
+                kind=Deviation.Kind.CANCELLED,
+                reason=why,
+                detail=label,
+                created_by=by,
+            ),
+            by,
+            why,
+        )
+    for course in courses:
+        course.status = status
+        _save(course, by, f"{label}: {why}")
+    for person in ending.participants:
+        person.status = Participant.Status.WITHDRAWN
+        _save(person, by, f"{label}: {why}")
+    if not withdrawing:
+        for course in courses:
+            _participants_follow(course, by, f"{label}: {why}")
+    ending.applied = True
+    return ending
+
+
+# --- rebooking -----------------------------------------------------------------------------
+
+
+@dataclass
+class RebookResult:
+    """A rebooking: the new sessions (the rebooked one first, then those booked again with
+    it), each with the cancelled one it replaces, and the planned sessions re-planned from it.
+    In a dry run the new sessions have no id."""
+
+    session: ScheduledSession
+    rebooked: list[Move] = field(default_factory=list)
+    moved: list[Move] = field(default_factory=list)
+    deviations: list[Deviation] = field(default_factory=list)
+    applied: bool = False
+
+
+class _DryRun(Exception):  # control flow: undo the savepoint of a dry run
+    def __init__(self, result: RebookResult) -> None:
+        super().__init__("dry run")
+        self.result = result
+
+
+@transaction.atomic
+def session_rebook(
+    *,
+    session: ScheduledSession,
+    start: datetime,
+    by: User | None,
+    reason: str = "",
+    dry_run: bool = False,
+) -> RebookResult:
+    """Give a cancelled or missed session a new date. The cancelled session stays as it is
+    (its calendar event stays cancelled); a new session with the same key and a new calendar
+    identity takes its place (``replaces``), and so do the sessions cancelled with it
+    (``tied_to``: the next morning, the phone check-ins). Then ``session_reschedule`` places it
+    at ``start`` and re-plans everything anchored on it, as a move would: windows and resources
+    checked, leaving the window needs a reason. A dry run says what would happen, stores
+    nothing."""
+    if start.tzinfo is None:
+        raise _fail("start", "give the time with its UTC offset, e.g. 2027-03-01T09:00:00-05:00")
+    _check_reason(reason)
+    course = (
+        Course.objects.select_for_update(of=("self",))
+        .select_related("protocol_version", "participant__site")
+        .get(pk=session.course_id)
+    )
+    if course.status != Course.Status.ACTIVE:
+        raise _fail(
+            "start", f"the course is {course.get_status_display()}: its sessions are not rebooked"
+        )
+    sessions = list(
+        ScheduledSession.objects.select_for_update().filter(course=course, superseded=False)
+    )
+    old = next((s for s in sessions if s.pk == session.pk), None)
+    if old is None:
+        raise _fail(
+            "start", f"{session.key} was rebooked already: open the session that replaces it"
+        )
+    if old.status not in CLOSED_UNHELD:
+        raise _fail(
+            "start",
+            f"{old.key} is {old.status}: only a cancelled or missed session is rebooked "
+            "(reschedule a planned one)",
+        )
+    spec = protocol_spec(course.protocol_version)
+    tied = tied_to(spec, old.template_key)
+    along = [s for s in sessions if s.template_key in tied and s.status in CLOSED_UNHELD]
+    why = f"rebooked: {reason.strip()}" if reason.strip() else "rebooked"
+    try:
+        with transaction.atomic():
+            replacements = {}
+            for closed in [old, *along]:
+                closed.superseded = True
+                _save(closed, by, why)
+                replacements[closed.pk] = _save(_replacement(closed), by, why)
+            moves = session_reschedule(
+                session=replacements[old.pk], start=start, by=by, reason=reason, dry_run=dry_run
+            )
+            new_ids = {s.pk for s in replacements.values()}
+            result = RebookResult(
+                session=replacements[old.pk],
+                rebooked=sorted(
+                    (m for m in moves.moved if m.session.pk in new_ids),
+                    key=lambda m: (m.session.pk != replacements[old.pk].pk, m.new_start),
+                ),
+                moved=[m for m in moves.moved if m.session.pk not in new_ids],
+                deviations=moves.deviations,
+                applied=moves.applied,
+            )
+            if dry_run:
+                raise _DryRun(result)
+    except _DryRun as undone:
+        result = undone.result
+        result.session.pk = result.session.id = None
+        for move in result.rebooked:
+            move.session.pk = move.session.id = None  # undone: these rows do not exist
+        for deviation in result.deviations:
+            deviation.session = old
+    return result
+
+
+def _replacement(closed: ScheduledSession) -> ScheduledSession:
+    """A new, planned session for the protocol session that ``closed`` was; placed and booked
+    by the reschedule that follows (its time until then: the old one)."""
+    return ScheduledSession(
+        course_id=closed.course_id,
+        key=closed.key,
+        template_key=closed.template_key,
+        anchor_key=closed.anchor_key,
+        kind=closed.kind,
+        title=closed.title,
+        start=closed.start,
+        end=closed.end,
+        window_start=closed.window_start,
+        window_end=closed.window_end,
+        overnight=closed.overnight,
+        status=ScheduledSession.Status.PLANNED,
+        plan_reason=f"rebooked in place of the {closed.status} session",
+        replaces=closed,
+    )
 
 
 # --- night attendants ----------------------------------------------------------------------

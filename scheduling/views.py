@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,8 +21,15 @@ from django.utils import timezone
 
 from protocol.models import Protocol
 from scheduling import access, selectors, services, site_grid, timeline
-from scheduling.forms import CalendarForm, EnrolForm, RescheduleForm, StatusForm
-from scheduling.models import Dyad, Participant, ScheduledSession, Site
+from scheduling.forms import (
+    CalendarForm,
+    EndingForm,
+    EnrolForm,
+    RebookForm,
+    RescheduleForm,
+    StatusForm,
+)
+from scheduling.models import Course, Dyad, Participant, ScheduledSession, Site
 
 #: rows per page of a list
 PAGE_SIZE = 50
@@ -271,18 +279,34 @@ def _preview_rows(plan: services.EnrolmentPlan, site: Site, digest: str) -> dict
 
 @login_required
 def participant(request: HttpRequest, pk: int) -> HttpResponse:
-    """One participant: the course timeline and every session with status and deviations."""
+    """One participant: the course timeline and every session with status and deviations; the
+    partner of a couple; withdrawing the participant or ending a course early (a preview of
+    what it cancels, then apply)."""
     found = get_object_or_404(
-        selectors.visible_participants(request.user).select_related("site"), pk=pk
+        selectors.visible_participants(request.user).select_related("site", "partner"), pk=pk
     )
     services.access_log_record(
         user=request.user, participant=found, door="page", route="participant"
     )
+    may_end = access.can(request.user, access.Action.END, found)
+    action = request.POST.get("action") if request.method == "POST" else None
+    ending_form, ending, ending_course = EndingForm(), None, None
+    if action in ("withdraw-preview", "withdraw", "end-preview", "end"):
+        if not may_end:
+            raise PermissionDenied("Only coordinators and administrators withdraw or end.")
+        ending_form = EndingForm(request.POST)
+        if action.startswith("end"):
+            ending_course = _participant_course(request, found)
+        if ending_form.is_valid():
+            ending = _end(request, found, ending_course, ending_form, apply="-" not in action)
+            if ending is not None and ending.applied:
+                return redirect("participant", pk=found.pk)
     zone = ZoneInfo(found.site.timezone)
-    today = timezone.now().astimezone(zone).date()
+    now = timezone.now()
+    today = now.astimezone(zone).date()
     courses = []
     for course in selectors.participant_courses(found, request.user):
-        sessions = sorted(course.sessions.all(), key=lambda s: s.start)
+        sessions = sorted(course.sessions.all(), key=lambda s: (s.start, s.superseded))
         picture = timeline.build(
             [
                 timeline.TimelineSession(
@@ -296,17 +320,67 @@ def participant(request: HttpRequest, pk: int) -> HttpResponse:
                     status=s.status,
                 )
                 for s in sessions
+                if not s.superseded
             ],
             today,
         )
         courses.append({"course": course, "sessions": sessions, "timeline": picture})
+    partner = found.partner
     context = {
         "nav": "participants",
         "participant": found,
+        "partner": partner if partner and access.can(request.user, "view", partner) else None,
+        "next_session": selectors.next_session_start(found, now),
         "courses": courses,
         "zone": found.site.timezone,
+        "may_end": may_end,
+        "ending_form": ending_form,
+        "ending": ending,
+        "ending_action": action.removesuffix("-preview") if action else None,
+        "ending_course": ending_course,
     }
     return render(request, "scheduling/participant.html", context)
+
+
+def _participant_course(request: HttpRequest, found: Participant) -> Course:
+    """The course named in the posted form, among the participant's that the user may end."""
+    course_id = _param(request, "course", 18, posted=True)
+    courses = access.scope(Course.objects.all(), request.user, access.Action.END)
+    course = (
+        courses.filter(Q(participant=found) | Q(partner=found), pk=course_id).first()
+        if course_id.isdigit()
+        else None
+    )
+    if course is None:
+        raise Http404("No such course.")
+    return course
+
+
+def _end(
+    request: HttpRequest,
+    found: Participant,
+    course: Course | None,
+    form: EndingForm,
+    *,
+    apply: bool,
+) -> services.Ending | None:
+    try:
+        if course is not None:
+            return services.course_end(
+                course=course,
+                reason=form.cleaned_data["reason"],
+                by=_staff(request),
+                dry_run=not apply,
+            )
+        return services.participant_withdraw(
+            participant=found,
+            reason=form.cleaned_data["reason"],
+            by=_staff(request),
+            dry_run=not apply,
+        )
+    except services.SchedulingError as exc:
+        _add_errors(form, exc.errors)
+    return None
 
 
 @login_required
@@ -326,8 +400,9 @@ def participant_schedule(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """A session: details, dose plan, reschedule with a preview, status changes, deviations and
-    its audit history."""
+    """A session: details, dose plan, reschedule with a preview, status changes with a preview
+    of what happens to the sessions anchored on it, rebooking a cancelled or missed one,
+    deviations and its audit history."""
     try:
         found = selectors.session_page(request.user, pk)
     except ScheduledSession.DoesNotExist:
@@ -338,38 +413,37 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     zone = found.course.participant.site.timezone
     local = found.start.astimezone(ZoneInfo(zone))
     move = RescheduleForm(initial={"date": local.date(), "time": local.time()}, zone=zone)
+    rebook = RebookForm(initial={"date": local.date(), "time": local.time()}, zone=zone)
     status = StatusForm()
-    preview = None
+    preview = status_preview = rebook_preview = None
     may = {
         "reschedule": access.can(request.user, access.Action.RESCHEDULE, found),
         "status": access.can(request.user, access.Action.SET_STATUS, found),
         "participant": access.can(request.user, access.Action.VIEW, found.course.participant),
     }
     action = request.POST.get("action") if request.method == "POST" else None
-    if action in ("preview", "apply") and not may["reschedule"]:
+    if action in ("preview", "apply", "rebook-preview", "rebook") and not may["reschedule"]:
         raise PermissionDenied("You may not move this session.")
-    if action == "status" and not may["status"]:
+    if action in ("status", "status-preview") and not may["status"]:
         raise PermissionDenied("You may not change this session's status.")
-    if request.method == "POST" and request.POST.get("action") in ("preview", "apply"):
+    if action in ("preview", "apply"):
         move = RescheduleForm(request.POST, zone=zone)
         if move.is_valid():
-            preview = _reschedule(request, found, move, apply=request.POST["action"] == "apply")
+            preview = _reschedule(request, found, move, apply=action == "apply")
             if preview is not None and preview.applied:
                 return redirect("session", pk=found.pk)
-    elif request.method == "POST" and request.POST.get("action") == "status":
+    elif action in ("status", "status-preview"):
         status = StatusForm(request.POST)
         if status.is_valid():
-            try:
-                services.session_set_status(
-                    session=found,
-                    status=status.cleaned_data["status"],
-                    reason=status.cleaned_data["reason"],
-                    by=_staff(request),
-                )
-            except services.SchedulingError as exc:
-                _add_errors(status, exc.errors)
-            else:
+            status_preview = _change_status(request, found, status, apply=action == "status")
+            if status_preview is not None and status_preview.applied:
                 return redirect("session", pk=found.pk)
+    elif action in ("rebook-preview", "rebook"):
+        rebook = RebookForm(request.POST, zone=zone)
+        if rebook.is_valid():
+            rebook_preview = _rebook(request, found, rebook, apply=action == "rebook")
+            if rebook_preview is not None and rebook_preview.applied:
+                return redirect("session", pk=rebook_preview.session.pk)
     context = {
         "nav": "participants",
         "s": found,
@@ -378,10 +452,49 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "may": may,
         "move": move,
         "status_form": status,
+        "status_preview": status_preview,
+        "rebook_form": rebook,
+        "rebook_preview": rebook_preview,
+        "closed_anchor": selectors.closed_anchor(found),
+        "replaced_by": getattr(found, "replaced_by", None),
         "preview": preview,
         "history": found.history.select_related("history_user").order_by("-history_date")[:50],
     }
     return render(request, "scheduling/session.html", context)
+
+
+def _change_status(
+    request: HttpRequest, session: ScheduledSession, form: StatusForm, *, apply: bool
+) -> services.StatusChange | None:
+    try:
+        return services.session_change_status(
+            session=session,
+            status=form.cleaned_data["status"],
+            reason=form.cleaned_data["reason"],
+            by=_staff(request),
+            dry_run=not apply,
+        )
+    except services.SchedulingError as exc:
+        _add_errors(form, exc.errors)
+    return None
+
+
+def _rebook(
+    request: HttpRequest, session: ScheduledSession, form: RescheduleForm, *, apply: bool
+) -> services.RebookResult | None:
+    try:
+        return services.session_rebook(
+            session=session,
+            start=form.start(),
+            reason=form.cleaned_data["reason"],
+            by=_staff(request),
+            dry_run=not apply,
+        )
+    except services.SchedulingError as exc:
+        _add_errors(form, exc.errors)
+    except services.BookingConflict as exc:
+        form.add_error(None, str(exc))
+    return None
 
 
 def _reschedule(

@@ -117,6 +117,9 @@ PAGE_AND_API_RULES: dict[str, Any] = {
     "api:session-reschedule": ScheduledSession,
     "api:session-cancel": ScheduledSession,
     "api:session-status": ScheduledSession,
+    "api:session-rebook": ScheduledSession,
+    "api:participant-withdraw": Participant,
+    "api:course-end": Course,
     "api:schema": "list",
     "api:docs": "list",
 }

@@ -562,7 +562,12 @@ def test_sessions_are_filtered(enrolled, client_a, coordinator_a) -> None:
     assert keys(f"therapist={therapist}") == [s.key for s in booked.order_by("start", "key")]
 
     client_a.post(f"/api/sessions/{dosing.pk}/cancel/", {"reason": "ill"}, format="json")
-    assert keys("status=cancelled") == ["dosing-1"]
+    # the next morning and the phone check-ins go with it
+    assert keys("status=cancelled") == [
+        "dosing-1",
+        "integration-1a",
+        *(f"phone-1.{n}" for n in range(1, 6)),
+    ]
     # a cancelled session holds nobody any more
     assert "dosing-1" not in keys(f"therapist={therapist}")
 

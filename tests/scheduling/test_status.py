@@ -227,12 +227,14 @@ def test_cancelling_dosing_leaves_no_open_session_in_an_unheld_room(db, coordina
     dosing = session(first, "dosing-1")
     session_set_status(session=dosing, status="cancelled", by=coordinator_a, reason="ill")
     second = enrol(site, "P-002", coordinator_a, dyad=second_dyad)
-    assert session(second, "dosing-1").start != dosing.start
+    # the next morning went with the dosing session: the only dosing room is free that night
+    assert session(second, "dosing-1").start == dosing.start
+    assert session(first, "integration-1a").status == "cancelled"
     # every open session of P-001 with a room holds it, and nobody else holds it then
     open_sessions = ScheduledSession.objects.filter(
         course=first, status__in=["planned", "confirmed"]
     ).exclude(room=None)
-    assert open_sessions.count() == 16 - 1
+    assert open_sessions.count() == 16 - 2
     for s in open_sessions:
         room = s.room_id
         assert room is not None
@@ -246,9 +248,7 @@ def test_cancelling_dosing_leaves_no_open_session_in_an_unheld_room(db, coordina
     assert overlapping_active_bookings() == []
 
 
-def test_cancelling_dosing_keeps_the_next_morning_sessions_own_room_booking(
-    db, coordinator_a
-) -> None:
+def test_cancelling_dosing_cancels_the_next_morning_and_frees_its_room(db, coordinator_a) -> None:
     site = make_site("c", dosing_rooms=1, dyads=2)
     first_dyad, second_dyad = Dyad.objects.filter(site=site).order_by("name")
     first = enrol(site, "P-001", coordinator_a, dyad=first_dyad)
@@ -276,44 +276,32 @@ def test_cancelling_dosing_keeps_the_next_morning_sessions_own_room_booking(
         session=dosing, status="cancelled", by=coordinator_a, reason="participant unwell"
     )
 
-    # only the dosing hold is freed; integration-1a keeps its own booking, and stays planned
+    # the next morning only makes sense after the dosing: cancelled with it, room and dyad freed
     hold.refresh_from_db()
     own.refresh_from_db()
     morning.refresh_from_db()
     assert (hold.active, hold.begin, hold.until) == (False, dosing.start, morning.start)
     assert (own.active, own.room_id, own.begin, own.until) == (
-        True,
+        False,
         room,
         morning.start,
         morning.end,
     )
-    assert (morning.status, morning.sequence) == ("planned", 0)
-    assert active_bookings(morning) == (1, 2)
+    assert (morning.status, morning.sequence) == ("cancelled", 1)
+    assert active_bookings(morning) == (0, 0)
     assert active_bookings(dosing) == (0, 0)
+    assert morning.deviations.get().detail == "cancelled with dosing-1, which was cancelled"
 
-    # P-002 (the other dyad, the same start) cannot have the only dosing room while
-    # integration-1a is in it: its dosing moves to Monday 03-29 (on Wednesday the room is
-    # needed until Thu 10:30, on Thursday an 8-hour session would start before 10:30, and
-    # Friday's next morning is a Saturday)
+    # P-002 (the other dyad, the same start) has the only dosing room that night
     second = enrol(site, "P-002", coordinator_a, dyad=second_dyad)
     other_dosing = session(second, "dosing-1")
     other_morning = session(second, "integration-1a")
     assert other_dosing.room_id == other_morning.room_id == room
-    assert local(other_dosing.start) == datetime(2027, 3, 29, 9, tzinfo=NEW_YORK)
-    assert "no dosing room free" in other_dosing.plan_reason
-    [other_hold] = RoomBooking.objects.filter(session=other_dosing, active=True)
-    [other_own] = RoomBooking.objects.filter(session=other_morning, active=True)
-    assert (other_hold.begin, other_hold.until) == (other_dosing.start, other_morning.start)
-    assert (other_own.begin, other_own.until) == (other_morning.start, other_morning.end)
-    for booking in (other_hold, other_own):
-        assert booking.until <= own.begin or own.until <= booking.begin
-    assert not RoomBooking.objects.filter(
-        room_id=room, active=True, begin__lt=own.until, until__gt=own.begin
-    ).exclude(pk=own.pk)
+    assert local(other_dosing.start) == datetime(2027, 3, 24, 9, tzinfo=NEW_YORK)
     assert overlapping_active_bookings() == []
 
     # and the database refuses anyone else in that room then
     with pytest.raises(IntegrityError, match="room_booking_no_overlap"), transaction.atomic():
         RoomBooking.objects.create(
-            session=other_dosing, room_id=room, begin=morning.start, until=morning.end
+            session=dosing, room_id=room, begin=other_morning.start, until=other_morning.end
         )
