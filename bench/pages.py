@@ -144,7 +144,12 @@ def enrol(site: Any, count: int, today: date) -> tuple[int, list[str], int]:
         for attempt in range(START_TRIES + 1):
             try:
                 services.participant_enrol(
-                    site=site, code=f"P-{n:04d}", protocol_slug="mapp-ptsd", start_date=day, by=None
+                    site=site,
+                    code=f"P-{n:04d}",
+                    protocol_slug="mapp-ptsd",
+                    start_date=day,
+                    by=None,
+                    back_entry_reason="bench: courses under way",
                 )
             except services.SchedulingError as exc:
                 if attempt == START_TRIES:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -17,10 +18,13 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
 from protocol.admin import ProtocolAdmin, ProtocolVersionAdmin, SessionTemplateInline
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
-from scheduling import access, services, validators
+from scheduling import access, selectors, services, validators
 from scheduling.models import (
     AccessLog,
     Course,
@@ -239,6 +243,134 @@ class SiteAdmin(HistoryAdmin[Site]):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [OpeningHoursInline, SiteClosureInline]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """A closure date added here leads to the sessions it conflicts with, as one added on
+        its own page does."""
+        super().save_formset(request, form, formset, change)
+        for closure in getattr(formset, "new_objects", []):
+            if isinstance(closure, SiteClosure) and selectors.closure_conflicts(
+                closure, request.user
+            ):
+                url = reverse("admin:scheduling_siteclosure_conflicts", args=[closure.pk])
+                messages.warning(
+                    request,
+                    format_html(
+                        'Open sessions need the site open on {}: <a href="{}">check and '
+                        "re-plan them</a>.",
+                        _day(closure.date),
+                        url,
+                    ),
+                )
+
+
+@admin.register(OpeningHours)
+class OpeningHoursAdmin(PolicyMixin, admin.ModelAdmin[OpeningHours]):
+    """A site's hours, one row per open weekday (also editable on the site's page)."""
+
+    delete_action = Action.CHANGE  # a weekday the site no longer opens
+    list_display = ["site", "weekday", "opens", "closes"]
+    list_filter = [("site", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["site"]
+
+
+@admin.register(SiteClosure)
+class SiteClosureAdmin(PolicyMixin, admin.ModelAdmin[SiteClosure]):
+    """Closure dates. A new one lists the open sessions it conflicts with and offers to
+    re-plan them in one step (preview, then apply: ``services.closure_replan``)."""
+
+    delete_action = Action.CHANGE  # a date entered by mistake
+    list_display = ["date", "site", "reason", "conflicts"]
+    list_filter = [("site", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["site"]
+    date_hierarchy = "date"
+
+    @admin.display(description="sessions on that day")
+    def conflicts(self, closure: SiteClosure) -> str:
+        url = reverse("admin:scheduling_siteclosure_conflicts", args=[closure.pk])
+        return format_html('<a href="{}">Check and re-plan</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.conflicts_view)
+        mine = [path("<path:object_id>/conflicts/", view, name="scheduling_siteclosure_conflicts")]
+        return mine + super().get_urls()
+
+    def response_add(
+        self, request: HttpRequest, obj: SiteClosure, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        onward = "_continue" in request.POST or "_addanother" in request.POST
+        if not onward and selectors.closure_conflicts(obj, request.user):
+            messages.warning(request, "Open sessions need the site open that day: see below.")
+            url = reverse("admin:scheduling_siteclosure_conflicts", args=[obj.pk])
+            return HttpResponseRedirect(url)
+        return super().response_add(request, obj, post_url_continue)
+
+    def conflicts_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET previews re-planning the sessions the closure conflicts with; POST applies it."""
+        closure = self.get_object(request, unquote(object_id))  # None: hidden or no such id
+        if closure is None:
+            raise Http404("No such closure date.")
+        if not self.has_change_permission(request, closure):
+            raise PermissionDenied("Only the site's coordinators re-plan its sessions.")
+        if request.method == "POST":
+            done = services.closure_replan(closure=closure, by=_user(request), dry_run=False)
+            for line in _replan_lines(done, done.replanned):
+                messages.success(request, line)
+            for line in _replan_lines(done, done.refused):
+                messages.warning(request, line)
+            if not done.items:
+                messages.info(request, "No open session conflicts with this closure any more.")
+            return HttpResponseRedirect(request.path)
+        preview = services.closure_replan(closure=closure, by=_user(request), dry_run=True)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Sessions on {_day(closure.date)}: the site is closed",
+            "closure": closure,
+            "zone": closure.site.timezone,
+            "rows": [_replan_row(preview, item) for item in preview.items],
+            "movable": len(preview.replanned),
+        }
+        return TemplateResponse(request, "admin/scheduling/siteclosure/conflicts.html", context)
+
+
+def _user(request: HttpRequest) -> User | None:
+    return request.user if isinstance(request.user, User) else None
+
+
+def _day(day: date) -> str:
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def _replan_row(result: services.ClosureReplan, item: services.ClosureItem) -> dict[str, str]:
+    zone = result.closure.site.timezone
+    session = item.session
+    if item.moved_along:
+        outcome = f"moves with {item.moved_along}"
+    elif item.new_start is not None:
+        moved = item.moved if item.moved is not None else session
+        which = "" if moved.pk == session.pk else f"{moved.key} (its night before) "
+        outcome = f"{which}to {selectors.local_text(item.new_start, zone)}"
+        if item.with_it:
+            outcome += f", with {item.with_it} session{'s' * (item.with_it != 1)} planned from it"
+    else:
+        outcome = f"cannot be re-planned: {item.problem}"
+    return {
+        "code": session.course.participant.code,
+        "session": f"{session.title} ({session.key})",
+        "when": selectors.local_text(session.start, zone),
+        "outcome": outcome,
+        "url": reverse("session", kwargs={"pk": session.pk}),
+        "refused": "" if item.new_start is not None or item.moved_along else "yes",
+    }
+
+
+def _replan_lines(result: services.ClosureReplan, items: list[services.ClosureItem]) -> list[str]:
+    lines = []
+    for item in items:
+        row = _replan_row(result, item)
+        lines.append(f"{row['code']} {row['session']}, {row['when']}: {row['outcome']}")
+    return lines
 
 
 @admin.register(Room)

@@ -395,6 +395,34 @@ class ParticipantListApi(ListApi):
             allow_null=True,
             help_text="The partner's study code; couples protocols only.",
         )
+        email = serializers.EmailField(
+            required=False, allow_blank=True, help_text="For reminders by email."
+        )
+        phone = serializers.CharField(
+            max_length=30, required=False, allow_blank=True, help_text="For reminders by SMS."
+        )
+        preferred_channel = serializers.ChoiceField(
+            choices=Participant.Channel.choices,
+            required=False,
+            help_text="How reminders go: sms needs a phone, email an email address.",
+        )
+        back_entry_reason = serializers.CharField(
+            max_length=validators.REASON_MAX_LENGTH,
+            required=False,
+            allow_blank=True,
+            help_text="A start before the site's today is a back-entry: say why it is entered "
+            "late (recorded in the audit history).",
+        )
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            errors = validators.reminder_contact_errors(
+                attrs.get("preferred_channel", "none"),
+                attrs.get("email", ""),
+                attrs.get("phone", ""),
+            )
+            if errors:
+                raise exceptions.ValidationError({k: [v] for k, v in errors.items()})
+            return attrs
 
         def validate_site(self, value: str) -> Site:
             site = _enrol_sites(self.context["request"]).filter(slug=value).first()
@@ -470,6 +498,12 @@ class ParticipantListApi(ListApi):
                 dyad=data.get("dyad"),
                 partner_code=data.get("partner_code") or None,
                 by=request.user,
+                contact={
+                    "email": data.get("email", ""),
+                    "phone": data.get("phone", ""),
+                    "preferred_channel": data.get("preferred_channel", "none"),
+                },
+                back_entry_reason=data.get("back_entry_reason", ""),
             )
         except services.SchedulingError as exc:  # name the input field the client sent
             errors = exc.errors.copy()

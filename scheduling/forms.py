@@ -17,6 +17,7 @@ from scheduling.validators import (
     STUDY_CODE,
     STUDY_CODE_MAX_LENGTH,
     plausible_date,
+    reminder_contact_errors,
 )
 
 #: the reason fields' length message, in the words the services use for the same rule
@@ -162,6 +163,18 @@ class EnrolForm(forms.Form):
     preferred_channel = forms.ChoiceField(
         label="Reminders by", choices=Participant.Channel.choices, initial="none"
     )
+    back_entry = forms.BooleanField(
+        label="Back-entry: this course started before today",
+        required=False,
+        help_text="Only to record a course that is already under way; give the reason below.",
+    )
+    back_entry_reason = forms.CharField(
+        label="Why it is entered late",
+        required=False,
+        max_length=REASON_MAX_LENGTH,
+        error_messages=REASON_TOO_LONG,
+        help_text="Recorded in the audit history of everything the enrolment books.",
+    )
 
     def __init__(
         self,
@@ -180,6 +193,24 @@ class EnrolForm(forms.Form):
         field = self.fields[name]
         assert isinstance(field, forms.ChoiceField)
         field.choices = choices
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        channel = data.get("preferred_channel", "")
+        for name, message in reminder_contact_errors(
+            channel, data.get("email") or "", data.get("phone") or ""
+        ).items():
+            if name not in self.errors:  # an invalid address says so already
+                self.add_error(name, message)
+        if data.get("back_entry") and not (data.get("back_entry_reason") or "").strip():
+            self.add_error("back_entry_reason", "Say why the course is entered late.")
+        return data
+
+    def given_back_entry_reason(self) -> str:
+        """The reason, when the back-entry box is ticked (a reason alone is not a back-entry)."""
+        if not self.cleaned_data.get("back_entry"):
+            return ""
+        return str(self.cleaned_data.get("back_entry_reason") or "").strip()
 
     def contact(self) -> dict[str, str]:
         return {

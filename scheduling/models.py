@@ -16,7 +16,12 @@ from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
 from protocol.models import ProtocolVersion
-from scheduling.validators import STUDY_CODE, STUDY_CODE_MAX_LENGTH, plausible_date
+from scheduling.validators import (
+    STUDY_CODE,
+    STUDY_CODE_MAX_LENGTH,
+    plausible_date,
+    reminder_contact_errors,
+)
 
 WEEKDAYS = list(enumerate(calendar.day_name))
 
@@ -161,6 +166,17 @@ class Dyad(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        # the admin's choices hold everyone at the user's sites: a dyad works at its own site
+        site = getattr(self, "site_id", None)  # None: the form says the site is missing
+        errors = {}
+        for name in ("therapist_a", "therapist_b"):
+            person = getattr(self, f"{name}_id")
+            if site and person and not StaffProfile.objects.filter(user_id=person, sites=site):
+                errors[name] = "Choose a therapist who works at this dyad's site."
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def therapist_ids(self) -> tuple[int, int]:
         return (self.therapist_a_id, self.therapist_b_id)
@@ -226,6 +242,13 @@ class Participant(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def clean(self) -> None:
+        # every door: the admin's form runs it; the enrolment form, the API and the services
+        # ask the same rule (scheduling.validators)
+        errors = reminder_contact_errors(self.preferred_channel, self.email, self.phone)
+        if errors:
+            raise ValidationError(errors)
 
 
 class Course(models.Model):

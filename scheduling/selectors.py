@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -25,6 +27,7 @@ from django.db.models import (
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDate
 
+from protocol.selectors import protocol_spec
 from protocol.spec import ProtocolSpec, latest_offset
 from scheduling import access, site_grid
 from scheduling.models import (
@@ -253,18 +256,46 @@ def board_sessions(
     )
 
 
-def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[ScheduledSession]]:
+OPEN = (ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED)
+GONE = (ScheduledSession.Status.CANCELLED, ScheduledSession.Status.MISSED)
+
+
+@dataclass(frozen=True)
+class AttentionItem:
+    """A session that needs someone to act, and what to do next (in the site's time)."""
+
+    session: ScheduledSession
+    next_step: str
+
+
+def local_text(moment: datetime, zone: str) -> str:
+    """A time as people read it at the site: "Mon 1 Mar 2027 09:00 EST"."""
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M} {local.tzname()}"
+
+
+def occurrence_of(session: ScheduledSession) -> int:
+    """Which occurrence of its template a session is: ``phone-1.3`` is the third, a template
+    that happens once is the first. Only the key's leading ``<template_key>.<n>`` counts, so a
+    row that rebooks a session under a key of its own (``dosing-1.2~r1``, ``dosing-1-r``)
+    still stands for the same occurrence (a dot never appears in a template key)."""
+    match = re.match(rf"{re.escape(session.template_key)}(?:\.([0-9]+))?", session.key)
+    return int(match.group(1)) if match and match.group(1) else 1
+
+
+def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[Any]]:
     """What needs a coordinator's attention at ``site``: open sessions in the next two weeks
-    on the last day of their window, open sessions there without staff or without a room, and
-    missed sessions of
-    the last two months whose course has nothing planned after them."""
+    on the last day of their window, open sessions there without staff or without a room;
+    cancelled or missed sessions that their (active) course still needs with nothing planned
+    in their place; open sessions whose anchor is such a session (directly or through the
+    protocol's anchor chain); and open sessions that are over without a status."""
     sessions = scoped(ScheduledSession.objects.all(), user).filter(course__participant__site=site)
     if sees_own_sessions_only(user):
         sessions = sessions.filter(staff__user__pk=_uid(user)).distinct()
     soon = sessions.filter(
         start__gte=now,
         start__lt=now + timedelta(days=14),
-        status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
+        status__in=OPEN,
     ).select_related("course__participant", "room")
     # on (or a day before) the last day of the window, in the site's local days; a one-day
     # window (next morning, daily check-ins) has no slack by design: not news
@@ -283,21 +314,140 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
         soon.alias(staffed=Subquery(staffed)).filter(staffed__isnull=True)
     )
     roomless = list(soon.filter(room__isnull=True, kind__in=ROOM_KINDS))
-    followed_up = ScheduledSession.objects.filter(
-        course=OuterRef("course"),
-        start__gt=now,
-        status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
-    )
-    missed = list(
-        sessions.filter(
-            status=ScheduledSession.Status.MISSED,
-            start__gte=now - timedelta(days=60),
-            start__lt=now,  # only a session that has begun can be missed
+    local_now = now.astimezone(ZoneInfo(site.timezone))
+    unreplaced, orphaned = _gaps(sessions, site.timezone, local_now)
+    overdue = [
+        AttentionItem(
+            s,
+            f"Ended {local_text(s.end, site.timezone)} and is still {s.status}: "
+            "record whether it was completed or missed.",
         )
-        .exclude(Exists(followed_up))
+        for s in sessions.filter(status__in=OPEN, end__lte=now)
         .select_related("course__participant")
+        .order_by("start", "key")
+    ]
+    return {
+        "edge": edge,
+        "unstaffed": unstaffed,
+        "roomless": roomless,
+        "unreplaced": unreplaced,
+        "orphaned": orphaned,
+        "overdue": overdue,
+    }
+
+
+def _gaps(
+    sessions: QuerySet[ScheduledSession], zone: str, now: datetime
+) -> tuple[list[AttentionItem], list[AttentionItem]]:
+    """Cancelled or missed sessions that their active course still needs (their window is not
+    over, or other sessions are planned from them) with no open session in their place (the
+    same course, template and occurrence), and the open sessions anchored on one of them.
+
+    Sessions cancelled or missed together with their anchor are folded into the anchor's item:
+    rebooking the anchor re-plans them. A daily call missed last month is a recorded deviation,
+    not a to-do."""
+    gone = list(
+        sessions.filter(status__in=GONE, course__status=Course.Status.ACTIVE, superseded=False)
+        .select_related("course__participant")
+        .order_by("start", "key")
     )
-    return {"edge": edge, "unstaffed": unstaffed, "roomless": roomless, "missed": missed}
+    if not gone:
+        return [], []
+    courses = {s.course_id for s in gone}
+    rows = list(
+        ScheduledSession.objects.filter(course__in=courses).only(
+            "course_id", "key", "template_key", "anchor_key", "status"
+        )
+    )
+    anchor_of = {(r.course_id, r.template_key): r.anchor_key for r in rows}
+    anchors = {(course, anchor) for (course, _), anchor in anchor_of.items() if anchor}
+    in_place = {(r.course_id, r.template_key, occurrence_of(r)) for r in rows if r.status in OPEN}
+    today = now.date()  # the site's local date
+    missing = [
+        s
+        for s in gone
+        if (s.course_id, s.template_key, occurrence_of(s)) not in in_place
+        and (s.window_end >= today or (s.course_id, s.template_key) in anchors)
+    ]
+    # a template whose first occurrence is gone with nothing in its place anchors nothing
+    dead = {(s.course_id, s.template_key): s for s in missing if occurrence_of(s) == 1}
+
+    def dead_anchor(course: int, template: str) -> ScheduledSession | None:
+        """The nearest dead session up the anchor chain of ``template`` (itself excluded)."""
+        seen = {template}
+        anchor = anchor_of.get((course, template), "")
+        while anchor and anchor not in seen:
+            if (course, anchor) in dead:
+                return dead[(course, anchor)]
+            seen.add(anchor)
+            anchor = anchor_of.get((course, anchor), "")
+        return None
+
+    folded: dict[int, int] = {}
+    roots: list[ScheduledSession] = []
+    for s in missing:
+        root = dead_anchor(s.course_id, s.template_key)
+        if root is None:
+            roots.append(s)
+        else:
+            folded[root.pk] = folded.get(root.pk, 0) + 1
+    unreplaced = [AttentionItem(s, _rebook_step(s, zone, folded.get(s.pk, 0))) for s in roots]
+    orphaned = []
+    open_rows = (
+        sessions.filter(course__in=courses, status__in=OPEN)
+        .select_related("course__participant")
+        .order_by("start", "key")
+    )
+    for s in open_rows:
+        root = dead_anchor(s.course_id, s.template_key)
+        if root is not None:
+            orphaned.append(
+                AttentionItem(
+                    s,
+                    f"It is planned from {root.title} ({root.key}), which was {root.status} "
+                    f"({local_text(root.start, zone)}): rebook {root.key} and it is re-planned "
+                    "from the new date, or cancel it if the course goes on without it.",
+                )
+            )
+    return unreplaced, orphaned
+
+
+def _rebook_step(session: ScheduledSession, zone: str, dependents: int) -> str:
+    step = (
+        f"{session.status.capitalize()} ({local_text(session.start, zone)}) and nothing is "
+        "planned in its place: rebook it on a new date, or record with the course why it "
+        "goes on without it."
+    )
+    if dependents:
+        plural = "s" * (dependents != 1)
+        step += f" {dependents} session{plural} anchored on it {'were' if plural else 'was'} "
+        step += "cancelled or missed with it and are re-planned when it is rebooked."
+    return step
+
+
+def closure_conflicts(closure: SiteClosure, user: AnyUser | None) -> list[ScheduledSession]:
+    """Open sessions at the closure's site on its local date that need the site open (clinic
+    opening days apply to them: not the daily phone calls), in the order they take place.
+    ``user``: what they may see of them (None: all, for the services)."""
+    site = closure.site
+    begin, end = day_bounds(site, closure.date, 1)
+    every = ScheduledSession.objects.all()
+    rows = (
+        (every if user is None else scoped(every, user))
+        .filter(course__participant__site=site, status__in=OPEN, start__gte=begin, start__lt=end)
+        .select_related("course__participant", "course__protocol_version__protocol", "room")
+        .order_by("start", "key")
+    )
+    needs_open: dict[int, set[str]] = {}
+    found = []
+    for session in rows:
+        version = session.course.protocol_version
+        if version.pk not in needs_open:
+            spec = protocol_spec(version)
+            needs_open[version.pk] = {t.key for t in spec.sessions if t.open_days_apply}
+        if session.template_key in needs_open[version.pk]:
+            found.append(session)
+    return found
 
 
 def _uid(user: AnyUser) -> int:

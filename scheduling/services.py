@@ -4,7 +4,7 @@ changes with reasons and deviations. Each is one transaction: on any error nothi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from scheduling.models import (
     RoomBooking,
     ScheduledSession,
     Site,
+    SiteClosure,
     StaffBooking,
 )
 from scheduling.planning import (
@@ -36,6 +37,7 @@ from scheduling.planning import (
     PlannedSession,
     PlanningError,
     ResourceTaken,
+    local_start,
     plan_course,
 )
 from scheduling.resources import Booking
@@ -44,6 +46,7 @@ from scheduling.validators import (
     STUDY_CODE,
     STUDY_CODE_MAX_LENGTH,
     plausible_date,
+    reminder_contact_errors,
 )
 
 ModelT = TypeVar("ModelT", bound=Model)
@@ -145,10 +148,13 @@ def enrolment_preview(
     start_date: date,
     dyad: Dyad | None = None,
     partner_code: str | None = None,
+    back_entry_reason: str = "",
 ) -> EnrolmentPlan:
     """Check an enrolment and plan its course against the site's calendar and bookings, as
     ``participant_enrol`` would, storing nothing. Raises SchedulingError with field errors."""
-    version, spec = _enrolment_checks(site, code, protocol_slug, start_date, dyad, partner_code)
+    version, spec = _enrolment_checks(
+        site, code, protocol_slug, start_date, dyad, partner_code, back_entry_reason
+    )
     planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad)
     return EnrolmentPlan(version=version, dyad=chosen, planned=planned)
 
@@ -160,8 +166,10 @@ def _enrolment_checks(
     start_date: date,
     dyad: Dyad | None,
     partner_code: str | None,
+    back_entry_reason: str = "",
 ) -> tuple[ProtocolVersion, ProtocolSpec]:
     _check_date("start_date", start_date)
+    _check_back_entry(site, start_date, back_entry_reason)
     _check_code("code", code)
     if partner_code:
         _check_code("partner", partner_code)
@@ -187,6 +195,38 @@ def _enrolment_checks(
     return version, spec
 
 
+def _check_back_entry(site: Site, start_date: date, reason: str) -> None:
+    """A course that started before today (the site's local date) is a back-entry: recorded
+    only on purpose, with the reason why it is entered late."""
+    _check_reason(reason)
+    if not _before_today(site, start_date) or reason.strip():
+        return
+    today = _site_today(site)
+    raise _fail(
+        "start_date",
+        f"{start_date:%a} {start_date.day} {start_date:%b %Y} is in the past at {site.name} "
+        f"(today is {today:%a} {today.day} {today:%b %Y}, {site.timezone}): choose a start "
+        "from today on, or enter the course as a back-entry with the reason it is entered "
+        "late (the reason is recorded).",
+    )
+
+
+def _site_today(site: Site) -> date:
+    return timezone.now().astimezone(ZoneInfo(site.timezone)).date()
+
+
+def _before_today(site: Site, day: date) -> bool:
+    return day < _site_today(site)
+
+
+def _enrolment_reason(site: Site, start_date: date, back_entry_reason: str) -> str:
+    """The audit history's reason for what an enrolment writes."""
+    reason = back_entry_reason.strip()
+    if reason and _before_today(site, start_date):
+        return f"enrolment (back-entry: {reason})"
+    return "enrolment"
+
+
 @transaction.atomic
 def participant_enrol(
     *,
@@ -198,11 +238,24 @@ def participant_enrol(
     dyad: Dyad | None = None,
     partner_code: str | None = None,
     contact: dict[str, Any] | None = None,
+    back_entry_reason: str = "",
 ) -> Course:
     """Create the participant (and partner, for couples), plan the whole course with the site's
-    calendar and existing bookings, and store every session with its room and staff."""
-    version, spec = _enrolment_checks(site, code, protocol_slug, start_date, dyad, partner_code)
+    calendar and existing bookings, and store every session with its room and staff.
+
+    A start before the site's today needs ``back_entry_reason``: it goes into the audit
+    history of everything written ("enrolment (back-entry: ...)")."""
+    version, spec = _enrolment_checks(
+        site, code, protocol_slug, start_date, dyad, partner_code, back_entry_reason
+    )
+    contact = contact or {}
+    problems = reminder_contact_errors(
+        contact.get("preferred_channel", ""), contact.get("email", ""), contact.get("phone", "")
+    )
+    if problems:
+        raise SchedulingError({name: [message] for name, message in problems.items()})
     planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad)
+    why = _enrolment_reason(site, start_date, back_entry_reason)
     try:
         with transaction.atomic():  # another enrolment may take the code meanwhile
             partner = None
@@ -210,7 +263,7 @@ def participant_enrol(
                 partner = _save(
                     Participant(site=site, code=partner_code, status=Participant.Status.ENROLLED),
                     by,
-                    "enrolment",
+                    why,
                 )
             participant = _save(
                 Participant(
@@ -218,16 +271,16 @@ def participant_enrol(
                     code=code,
                     status=Participant.Status.ENROLLED,
                     partner=partner,
-                    **(contact or {}),
+                    **contact,
                 ),
                 by,
-                "enrolment",
+                why,
             )
     except IntegrityError as exc:
         raise _fail("code", f"study code {code} exists at {site.slug} already") from exc
     if partner is not None:
         partner.partner = participant
-        _save(partner, by, "enrolment: partner linked")
+        _save(partner, by, f"{why}: partner linked")
     course = _save(
         Course(
             participant=participant,
@@ -237,9 +290,9 @@ def participant_enrol(
             start_date=start_date,
         ),
         by,
-        "enrolment",
+        why,
     )
-    _store_sessions(course, planned, by=by, reason="enrolment")
+    _store_sessions(course, planned, by=by, reason=why)
     return course
 
 
@@ -973,8 +1026,11 @@ class RebookResult:
     applied: bool = False
 
 
-class _DryRun(Exception):  # control flow: undo the savepoint of a dry run
-    def __init__(self, result: RebookResult) -> None:
+class _DryRun(Exception):
+    """Not an error: carries a preview (a rebooking, a closure's re-planning) out of the
+    savepoint it rolls back."""
+
+    def __init__(self, result: Any) -> None:
         super().__init__("dry run")
         self.result = result
 
@@ -1077,6 +1133,156 @@ def _replacement(closed: ScheduledSession) -> ScheduledSession:
         plan_reason=f"rebooked in place of the {closed.status} session",
         replaces=closed,
     )
+
+
+# --- site closures -------------------------------------------------------------------------
+
+
+@dataclass
+class ClosureItem:
+    """One session a closure conflicts with, and what re-planning does with it: ``moved`` is
+    the session that moves (itself, or the dosing session a next-morning session belongs to),
+    ``new_start`` where to (None: it could not be re-planned, ``problem`` says why), ``with_it``
+    how many other sessions are re-planned with it."""
+
+    session: ScheduledSession
+    moved: ScheduledSession | None = None
+    new_start: datetime | None = None
+    with_it: int = 0
+    problem: str = ""
+    #: already moved by an earlier item (the next morning moves with its dosing session)
+    moved_along: str = ""
+
+
+@dataclass
+class ClosureReplan:
+    closure: SiteClosure
+    items: list[ClosureItem] = field(default_factory=list)
+    applied: bool = False
+
+    @property
+    def replanned(self) -> list[ClosureItem]:
+        return [i for i in self.items if i.new_start is not None or i.moved_along]
+
+    @property
+    def refused(self) -> list[ClosureItem]:
+        return [i for i in self.items if i.new_start is None and not i.moved_along]
+
+
+def closure_replan(*, closure: SiteClosure, by: User | None, dry_run: bool) -> ClosureReplan:
+    """Re-plan every open session a closure date conflicts with to the nearest valid time in
+    its window (each through ``session_reschedule``, which re-plans its dependents and checks
+    rooms and staff), all in one transaction. A next-morning session moves with its dosing
+    session. ``dry_run`` does exactly the same and rolls it back: the preview is what applying
+    does, unless the bookings change meanwhile."""
+    try:
+        with transaction.atomic():
+            result = _replan_conflicts(closure, by)
+            if dry_run:
+                raise _DryRun(result)
+    except _DryRun as preview:
+        previewed: ClosureReplan = preview.result
+        return previewed
+    result.applied = True
+    return result
+
+
+def _replan_conflicts(closure: SiteClosure, by: User | None) -> ClosureReplan:
+    site = closure.site
+    zone = ZoneInfo(site.timezone)
+    result = ClosureReplan(closure=closure)
+    why = f"re-planned: {site.name} is closed on {closure.date.isoformat()}"
+    if closure.reason:
+        why += f" ({closure.reason})"
+    conflicts = selectors.closure_conflicts(closure, None)
+    moved_by: dict[int, str] = {}
+    for session in conflicts:
+        item = ClosureItem(session=session)
+        result.items.append(item)
+        if session.pk in moved_by:
+            item.moved_along = moved_by[session.pk]
+            continue
+        target = _session_to_move(session)
+        item.moved = target
+        found = _nearest_valid_move(target, closure, zone, by, why)
+        if isinstance(found, str):
+            item.problem = found
+            continue
+        item.new_start, moves = found
+        item.with_it = len([m for m in moves if m.session.pk != target.pk])
+        for move in moves:
+            moved_by.setdefault(move.session.pk, target.key)
+    return result
+
+
+def _session_to_move(session: ScheduledSession) -> ScheduledSession:
+    """The session itself, or for a next-morning session its (open) dosing session: the
+    morning after is fixed to the night before, so the night moves and takes it along."""
+    spec = protocol_spec(session.course.protocol_version)
+    timing = spec.session(session.template_key).timing
+    if not timing.next_morning or timing.anchor is None:
+        return session
+    anchor = (
+        ScheduledSession.objects.filter(
+            course=session.course_id, template_key=timing.anchor, status__in=OPEN
+        )
+        .select_related("course__protocol_version__protocol")
+        .order_by("start")
+        .first()
+    )
+    return anchor or session
+
+
+OPEN = (ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED)
+
+
+def _day_text(day: date) -> str:
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def _nearest_valid_move(
+    target: ScheduledSession, closure: SiteClosure, zone: ZoneInfo, by: User | None, why: str
+) -> tuple[datetime, list[Move]] | str:
+    """Move ``target`` to the nearest day of its window that works (the same local time, else
+    the protocol's start time), nearest first and later before earlier on a tie; or say why no
+    day works."""
+    target.refresh_from_db()
+    spec = protocol_spec(target.course.protocol_version)
+    template = spec.session(target.template_key)
+    local = target.start.astimezone(zone)
+    first, last = target.window_start, target.window_end
+    calendar = selectors.site_calendar(closure.site, first=first, last=last + timedelta(days=1))
+    today = timezone.now().astimezone(zone).date()
+
+    def closed(day: date) -> bool:
+        shut = template.open_days_apply and calendar.closed_because(day) is not None
+        night = target.overnight and calendar.closed_because(day + timedelta(days=1)) is not None
+        return shut or night or day == closure.date
+
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    candidates = sorted(
+        (d for d in days if d > today and not closed(d)),
+        key=lambda d: (abs((d - local.date()).days), d < local.date()),
+    )
+    window = f"{_day_text(first)} to {_day_text(last)}"
+    if not candidates:
+        return f"its window ({window}) has no other day the site is open"
+    times = [local.time().replace(tzinfo=None)]
+    if template.start_time != times[0]:
+        times.append(template.start_time)
+    problem = ""
+    for day in candidates:
+        for at in times:
+            start, _ = local_start(day, at, zone)
+            try:
+                moved = session_reschedule(session=target, start=start, by=by, reason=why)
+            except SchedulingError as exc:
+                problem = " ".join(m for messages in exc.errors.values() for m in messages)
+            except BookingConflict as exc:
+                problem = str(exc)
+            else:
+                return start, moved.moved
+    return f"no day in its window ({window}) works; the nearest: {problem}"
 
 
 # --- night attendants ----------------------------------------------------------------------

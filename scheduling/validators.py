@@ -33,3 +33,15 @@ def plausible_date(day: dt.date) -> None:
             f"Choose a date between the years {EARLIEST_YEAR} and {LATEST_YEAR}.",
             code="implausible_date",
         )
+
+
+def reminder_contact_errors(channel: str, email: str, phone: str) -> dict[str, str]:
+    """The reminder channel needs its address: SMS a phone number, email an email address.
+    Field name -> message (the field to fill in), empty when the contact details fit."""
+    if channel == "sms" and not phone.strip():
+        return {"phone": "Reminders by SMS need a phone number: give one, or choose another way."}
+    if channel == "email" and not email.strip():
+        return {
+            "email": "Reminders by email need an email address: give one, or choose another way."
+        }
+    return {}

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -29,7 +30,7 @@ from scheduling.forms import (
     RescheduleForm,
     StatusForm,
 )
-from scheduling.models import Course, Dyad, Participant, ScheduledSession, Site
+from scheduling.models import Course, Dyad, Participant, ScheduledSession, Site, SiteClosure
 
 #: rows per page of a list
 PAGE_SIZE = 50
@@ -132,6 +133,11 @@ def site_calendar(request: HttpRequest) -> HttpResponse:
         "later": link(later),
         "current": link(local_today),
         "zone": site.timezone,
+        # the set-up links follow the access policy (not Django's permission flags)
+        "setup": {
+            "view": access.allows(request.user, access.Action.VIEW, SiteClosure),
+            "change": access.can(request.user, access.Action.CHANGE, site),
+        },
     }
     return render(request, "scheduling/calendar.html", context)
 
@@ -213,6 +219,7 @@ def participant_new(request: HttpRequest) -> HttpResponse:
             "start_date": form.cleaned_data["start_date"],
             "dyad": dyad,
             "partner_code": form.cleaned_data["partner"] or None,
+            "back_entry_reason": form.given_back_entry_reason(),
         }
         try:
             plan = services.enrolment_preview(**arguments)
@@ -222,6 +229,7 @@ def participant_new(request: HttpRequest) -> HttpResponse:
                 course = services.participant_enrol(
                     **arguments, by=_staff(request), contact=form.contact()
                 )
+                messages.success(request, _enrolled_message(course, site))
                 return redirect("participant", pk=course.participant_id)
             preview = _preview_rows(plan, site, digest)
         except services.SchedulingError as exc:
@@ -230,6 +238,22 @@ def participant_new(request: HttpRequest) -> HttpResponse:
             form.add_error(None, f"{exc} Preview again.")
     context = {"nav": "participants", "form": form, "preview": preview, "changed": changed}
     return render(request, "scheduling/enrol.html", context)
+
+
+def _enrolled_message(course: Course, site: Site) -> str:
+    """What confirming did, in the site's time: "Enrolled P-014: 24 sessions booked, first on
+    Mon 1 Mar 2027 09:00 EST"."""
+    sessions = list(course.sessions.order_by("start").values_list("start", flat=True))
+    codes = " and ".join(p.code for p in (course.participant, course.partner) if p is not None)
+    count = f"{len(sessions)} session{'s' * (len(sessions) != 1)} booked"
+    if not sessions:
+        return f"Enrolled {codes}: {count}."
+    return f"Enrolled {codes}: {count}, first on {_when(sessions[0], site)}."
+
+
+def _when(moment: datetime, site: Site) -> str:
+    local = _local(moment, site)
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M} {local.tzname()}"
 
 
 def _dyad(request: HttpRequest, pk: int | None) -> Dyad | None:
@@ -516,8 +540,8 @@ def _reschedule(
 
 
 def _add_errors(form: forms.Form, errors: dict[str, list[str]]) -> None:
-    for name, messages in errors.items():
-        for message in messages:
+    for name, said in errors.items():
+        for message in said:
             form.add_error(name if name in form.fields else None, message)
 
 

@@ -21,6 +21,7 @@ from scheduling.models import (
     RoomBooking,
     ScheduledSession,
     Site,
+    SiteClosure,
     StaffBooking,
     Unavailability,
 )
@@ -61,6 +62,7 @@ def course(db: Any) -> Course:
         reason="training",
     )
     access_log_record(user=coordinator, participant=course.participant, door="page", route="x")
+    SiteClosure.objects.create(site=site, date=date(2027, 12, 24), reason="holiday")
     return course
 
 
@@ -79,6 +81,8 @@ def test_every_scheduling_model_is_registered() -> None:
         "RoomBooking",
         "StaffBooking",
         "AccessLog",
+        "OpeningHours",  # also on the site's page; their own lists let coordinators add them
+        "SiteClosure",
     }
 
 

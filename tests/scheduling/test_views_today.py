@@ -82,13 +82,18 @@ def test_a_therapist_sees_only_their_own_sessions(client, site_a, coordinator_a)
     assert "P-002" not in page
 
 
-def test_a_missed_session_with_nothing_after_needs_attention(client, site_a, coordinator_a):
+def test_a_missed_session_with_nothing_in_its_place_needs_attention(client, site_a, coordinator_a):
+    """The protocol still needs it, even with later sessions planned (those are planned from
+    it: they are flagged too); once nothing of the course is open, it is still listed."""
     course = enrol(site_a, "P-001", coordinator_a)
     prep = session(course, "prep-1")
     with time_machine.travel(prep.end + timedelta(minutes=1), tick=False):
         session_set_status(session=prep, status="missed", reason="did not come", by=coordinator_a)
     followed = page_at(client, coordinator_a, prep.end + timedelta(days=1)).content.decode()
-    assert "Missed, with nothing planned after" not in followed  # prep-2 etc. are still planned
+    missed = followed.split("Cancelled or missed, with nothing planned in their place")[1]
+    assert "P-001" in missed.split("</ul>")[0]
+    anchored = followed.split("Still planned, but their anchor was cancelled or missed")[1]
+    assert f'href="/sessions/{session(course, "prep-2").pk}/"' in anchored.split("</ul>")[0]
     for later in ScheduledSession.objects.filter(course=course).exclude(pk=prep.pk):
         later.refresh_from_db()
         if later.is_open:  # not cancelled already with its dosing session
@@ -96,7 +101,7 @@ def test_a_missed_session_with_nothing_after_needs_attention(client, site_a, coo
                 session=later, status="cancelled", reason="withdrew", by=coordinator_a
             )
     page = page_at(client, coordinator_a, prep.end + timedelta(days=1)).content.decode()
-    missed = page.split("Missed, with nothing planned after")[1]
+    missed = page.split("Cancelled or missed, with nothing planned in their place")[1]
     assert "P-001" in missed
 
 

@@ -32,6 +32,8 @@ SLUG = "demo"
 COORDINATOR = "demo-coordinator"
 ZONE = "America/New_York"
 WHO = "demo seed"
+#: the demo's courses are under way: those that started before today are back-entries
+BACK_ENTRY = "demo data: a course already under way"
 #: open days tried after a participant's intended start date when it cannot be booked
 START_TRIES = 30
 
@@ -257,6 +259,7 @@ def _enrol(site: Site, demo: DemoParticipant, start: date) -> tuple[date, Course
                 start_date=start,
                 by=None,
                 partner_code=demo.partner,
+                back_entry_reason=BACK_ENTRY,
             )
         except services.SchedulingError as exc:
             problem = str(exc)
