@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -22,6 +23,7 @@ from protocol.models import Protocol
 from scheduling import access, selectors, services, site_grid, timeline
 from scheduling.forms import CalendarForm, EnrolForm, RescheduleForm, StatusForm
 from scheduling.models import Dyad, Participant, ScheduledSession, Site
+from scheduling.planning import people_time
 
 #: rows per page of a list
 PAGE_SIZE = 50
@@ -244,12 +246,16 @@ def _preview_rows(plan: services.EnrolmentPlan, site: Site, digest: str) -> dict
     notes = plan.notes
     note_of = {s.key: note for s, note in notes}
     zone = ZoneInfo(site.timezone)
+    last = plan.planned.last_session()
     return {
         "digest": digest,
         "dyad": plan.dyad,
         "version": plan.version,
         "zone": site.timezone,
         "span_weeks": plan.planned.therapy_span_days() / 7,
+        "therapy_ends": plan.planned.therapy_ends(),
+        "last": last.start.astimezone(zone) if last else None,
+        "last_title": last.title if last else "",
         "notes": notes,
         "sessions": [
             {
@@ -335,9 +341,15 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     services.access_log_record(
         user=request.user, participant=found.course.participant, door="page", route="session"
     )
-    zone = found.course.participant.site.timezone
+    site = found.course.participant.site
+    zone = site.timezone
     local = found.start.astimezone(ZoneInfo(zone))
-    move = RescheduleForm(initial={"date": local.date(), "time": local.time()}, zone=zone)
+    allowed = site.allow_out_of_hours_moves
+    move = RescheduleForm(
+        initial={"date": local.date(), "time": local.time()},
+        zone=zone,
+        outside_hours_allowed=allowed,
+    )
     status = StatusForm()
     preview = None
     may = {
@@ -351,10 +363,11 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if action == "status" and not may["status"]:
         raise PermissionDenied("You may not change this session's status.")
     if request.method == "POST" and request.POST.get("action") in ("preview", "apply"):
-        move = RescheduleForm(request.POST, zone=zone)
+        move = RescheduleForm(request.POST, zone=zone, outside_hours_allowed=allowed)
         if move.is_valid():
             preview = _reschedule(request, found, move, apply=request.POST["action"] == "apply")
             if preview is not None and preview.applied:
+                messages.success(request, _moved_message(found, preview))
                 return redirect("session", pk=found.pk)
     elif request.method == "POST" and request.POST.get("action") == "status":
         status = StatusForm(request.POST)
@@ -379,9 +392,48 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "move": move,
         "status_form": status,
         "preview": preview,
+        "changes": _move_rows(preview, found) if preview is not None else [],
         "history": found.history.select_related("history_user").order_by("-history_date")[:50],
     }
     return render(request, "scheduling/session.html", context)
+
+
+def _move_rows(
+    result: services.RescheduleResult, session: ScheduledSession
+) -> list[dict[str, object]]:
+    """Each moving session with its times, room and staff before and after, by name."""
+    site = session.course.participant.site
+    rooms = selectors.room_names(site)
+    people = selectors.staff_names({p for m in result.moved for p in (*m.old_staff, *m.staff)})
+    zone = ZoneInfo(site.timezone)
+    return [
+        {
+            "title": m.session.title,
+            "old_start": m.old_start.astimezone(zone),
+            "new_start": m.new_start.astimezone(zone),
+            "old_room": rooms.get(m.old_room, "") if m.old_room else "",
+            "room": rooms.get(m.room, "") if m.room else "",
+            "added": [people.get(p, "") for p in m.staff_added],
+            "removed": [people.get(p, "") for p in m.staff_removed],
+        }
+        for m in result.moved
+    ]
+
+
+def _moved_message(session: ScheduledSession, result: services.RescheduleResult) -> str:
+    """What applying did, in one sentence: "Moved dosing-1 to Tue 2 Mar 2027 09:00 EST;
+    3 other sessions re-planned"."""
+    zone = ZoneInfo(session.course.participant.site.timezone)
+    main = next((m for m in result.moved if m.session.pk == session.pk), None)
+    others = len([m for m in result.moved if m.session.pk != session.pk])
+    done = (
+        f"Moved {session.key} to {people_time(main.new_start, zone)}"
+        if main is not None
+        else f"{session.key} stays where it is"
+    )
+    replanned = f"{others} other session{'s' * (others != 1)} re-planned"
+    recorded = "".join(f"; deviation recorded: {d.get_kind_display()}" for d in result.deviations)
+    return f"{done}; {replanned}{recorded}."
 
 
 def _reschedule(
@@ -392,6 +444,7 @@ def _reschedule(
             session=session,
             start=form.start(),
             reason=form.cleaned_data["reason"],
+            outside_hours=form.cleaned_data.get("outside_hours", False),
             by=_staff(request),
             dry_run=not apply,
         )
@@ -403,8 +456,8 @@ def _reschedule(
 
 
 def _add_errors(form: forms.Form, errors: dict[str, list[str]]) -> None:
-    for name, messages in errors.items():
-        for message in messages:
+    for name, texts in errors.items():
+        for message in texts:
             form.add_error(name if name in form.fields else None, message)
 
 
