@@ -103,6 +103,8 @@ MIDDLEWARE = [
     "config.security.NoStoreMiddleware",
     "csp.middleware.CSPMiddleware",
     "config.security.RejectNulMiddleware",  # before anything reads a value
+    # outside the sign-in checks: their redirects reach an htmx request as a page change
+    "config.htmx.HtmxRedirectMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -239,7 +239,15 @@ class SiteClosureInline(PolicyInline[SiteClosure, Site]):
 
 @admin.register(Site)
 class SiteAdmin(HistoryAdmin[Site]):
-    list_display = ["name", "slug", "timezone", "country", "subdivision", "phone"]
+    list_display = [
+        "name",
+        "slug",
+        "timezone",
+        "country",
+        "subdivision",
+        "phone",
+        "allow_out_of_hours_moves",
+    ]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [OpeningHoursInline, SiteClosureInline]

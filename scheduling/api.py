@@ -696,6 +696,16 @@ class SessionRescheduleApi(ActionApi):
         dry_run = serializers.BooleanField(
             required=False, default=False, help_text="Only show what would move."
         )
+        outside_hours = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text=(
+                "Move outside the site's opening hours or onto a closed day on purpose. "
+                "Without it such a move is refused (400, on `start`, naming the rule). Only "
+                "where the site allows out-of-hours moves; needs a reason; recorded as an "
+                "`outside_hours` deviation."
+            ),
+        )
 
     @extend_schema(
         request=InputSerializer,
@@ -704,7 +714,9 @@ class SessionRescheduleApi(ActionApi):
         description=(
             "Move a session (coordinators, administrators, and the participant's therapists); "
             "every session anchored on it is re-planned from its own anchor. With dry_run "
-            "nothing is stored and `applied` is false."
+            "nothing is stored and `applied` is false. A time outside the site's opening "
+            "hours, or a closed day or holiday, is a 400 on `start` naming the rule and the "
+            "nearest times that work (see `outside_hours`)."
         ),
         examples=[
             OpenApiExample(
@@ -722,6 +734,7 @@ class SessionRescheduleApi(ActionApi):
             start=data["start"],
             reason=data["reason"],
             dry_run=data["dry_run"],
+            outside_hours=data["outside_hours"],
             by=request.user,
         )
         return Response(RescheduleOutputSerializer(result).data)

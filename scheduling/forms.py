@@ -50,12 +50,24 @@ class RescheduleForm(forms.Form):
         required=False,
         max_length=REASON_MAX_LENGTH,
         error_messages=REASON_TOO_LONG,
-        help_text="Needed when the session leaves its window (recorded as a protocol deviation).",
+        help_text=(
+            "Needed when the session leaves its window or the opening hours (recorded as a "
+            "protocol deviation)."
+        ),
+    )
+    outside_hours = forms.BooleanField(
+        required=False,
+        label="Outside opening hours, on purpose",
+        help_text="Recorded as a protocol deviation; needs a reason.",
     )
 
-    def __init__(self, *args: Any, zone: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, zone: str, outside_hours_allowed: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.zone = ZoneInfo(zone)
+        if not outside_hours_allowed:  # the site's choice: no override offered
+            del self.fields["outside_hours"]
 
     def start(self) -> datetime:
         """The aware start; a local time that does not exist moves forward by the DST gap."""

@@ -53,6 +53,14 @@ class Site(models.Model):
     phone = models.CharField(
         max_length=40, blank=True, help_text="The number participants call to change a date."
     )
+    allow_out_of_hours_moves = models.BooleanField(
+        "allow moves outside opening hours",
+        default=False,
+        help_text=(
+            "Staff may then move a session outside the opening hours or onto a closed day, "
+            "on purpose and with a reason; each such move is recorded as a protocol deviation."
+        ),
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -386,6 +394,7 @@ class Deviation(models.Model):
 
     class Kind(models.TextChoices):
         OUTSIDE_WINDOW = "outside_window", "session outside its window"
+        OUTSIDE_HOURS = "outside_hours", "session outside opening hours"
         CANCELLED = "cancelled", "session cancelled"
         MISSED = "missed", "session missed"
 

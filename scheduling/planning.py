@@ -26,9 +26,10 @@ Rules, in the order they are applied to each session (anchors before dependents)
 
 from __future__ import annotations
 
+import calendar as weekdays
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
@@ -52,6 +53,8 @@ class SiteCalendar:
     closures: frozenset[date] = frozenset()
     #: opening hours as (weekday, opens, closes); a weekday without an entry has no hours set
     hours: tuple[tuple[int, time, time], ...] = ()
+    #: why a closure date is closed, in the clinic's words: a holiday's name, a closure reason
+    closure_names: tuple[tuple[date, str], ...] = ()
 
     @property
     def zone(self) -> ZoneInfo:
@@ -64,11 +67,22 @@ class SiteCalendar:
         return None
 
     def closed_because(self, day: date) -> str | None:
-        """Why the site is closed on ``day``, or None when it is open."""
+        """Why the site is closed on ``day`` (a holiday's name, a closure's reason, or the
+        weekday it does not open), or None when it is open."""
         if day in self.closures:
-            return "a closure date"
+            # closure dates are few: a scan only on a closed day keeps the planner's loop fast
+            named = [name for closed, name in self.closure_names if closed == day and name]
+            return "; ".join(named) if named else "a closure date"
         if day.weekday() not in self.open_weekdays:
-            return f"not an open day ({WEEKDAY_NAMES[day.weekday()].capitalize()})"
+            return weekdays.day_name[day.weekday()]
+        return None
+
+    def next_open_day(self, after: date, *, within: int = 60) -> date | None:
+        """The first open day after ``after`` (looking ``within`` days ahead)."""
+        for n in range(1, within + 1):
+            day = after + timedelta(days=n)
+            if self.closed_because(day) is None:
+                return day
         return None
 
 
@@ -119,6 +133,15 @@ class PlannedCourse:
         days = [s.start.date() for s in self.sessions if s.kind in THERAPY_KINDS]
         return (max(days) - min(days)).days if days else 0
 
+    def therapy_ends(self) -> date | None:
+        """The local date of the last therapy session (preparation, dosing, integration)."""
+        days = [s.start.date() for s in self.sessions if s.kind in THERAPY_KINDS]
+        return max(days) if days else None
+
+    def last_session(self) -> PlannedSession | None:
+        """The session the course as a whole ends with (a follow-up, usually)."""
+        return max(self.sessions, key=lambda s: s.start.astimezone(UTC), default=None)
+
 
 class PlanningError(ValueError):
     """A course that cannot be planned; the message names the session, its window and why."""
@@ -159,7 +182,7 @@ def plan_course(
         set(fixed) - {s.occurrence_key(i + 1) for s in spec.sessions for i in range(s.repeat_count)}
     )
     if unknown:
-        raise PlanningError(f"fixed sessions not in the protocol: {', '.join(unknown)}")
+        raise PlanningError(f"{', '.join(unknown)}: not a session of this protocol")
     zone = calendar.zone
     not_before: dict[str, date] = {}
     first_error: PlanningError | None = None
@@ -189,11 +212,20 @@ def plan_course(
     course = PlannedCourse(spec.slug, spec.version, calendar.timezone, start, sessions)
     span = course.therapy_span_days()
     if span > spec.span_max_weeks * 7:
-        raise PlanningError(
-            f"the therapy sessions would span {span / 7:.1f} weeks ({span} days), more than the "
-            f"protocol's maximum of {spec.span_max_weeks} weeks"
-        )
+        raise PlanningError(_too_long(course, span, spec.span_max_weeks))
     return course
+
+
+def _too_long(course: PlannedCourse, span: int, max_weeks: int) -> str:
+    days = [s.start.date() for s in course.sessions if s.kind in THERAPY_KINDS]
+    message = (
+        f"the therapy sessions would span {span / 7:.1f} weeks ({span} days, "
+        f"{people_day(min(days))} to {people_day(max(days))}), more than the protocol's "
+        f"maximum of {max_weeks} weeks: choose an earlier date"
+    )
+    if span > 2 * max_weeks * 7:  # years, not weeks: a typing mistake in the year
+        message += " (check the year)"
+    return message
 
 
 #: how often a course may move an anchor later to make room for a one-day-window dependent
@@ -262,7 +294,7 @@ class _Planner:
             clash = None if key in self.vacant else self._clash(*self._occupied(template, start))
             if clash is not None:
                 raise PlanningError(
-                    f"{key} at {start:%a %Y-%m-%d %H:%M %Z} would overlap the participant's "
+                    f"{key} at {people_time(start, self.zone)} would overlap the participant's "
                     f"{clash}",
                     session=key,
                 )
@@ -271,11 +303,12 @@ class _Planner:
             )
             if booking is None:
                 raise ResourceTaken(
-                    f"{key} cannot be booked at {start:%a %Y-%m-%d %H:%M %Z}: {missing}",
+                    f"{key} cannot be booked at {people_time(start, self.zone)}: {missing}",
                     session=key,
                 )
             return self._keep(template, occurrence, key, start, window, reason, booking)
         skipped: list[str] = []
+        tried: list[tuple[date, str]] = []
         day = target
         later = self.not_before.get(template.key)
         if later is not None and later > day:
@@ -292,12 +325,52 @@ class _Planner:
                     reason = _reason(origin, day == target, skipped, note)
                     return self._keep(template, occurrence, key, start, window, reason, booking)
             skipped.append(f"{_day(day)}: {why_not}")
+            tried.append((day, why_not))
             day += timedelta(days=1)
         raise PlanningError(
-            f"{key} cannot be planned: its window {window_start.isoformat()} to "
-            f"{window_end.isoformat()} ({anchor_text} {timing.earliest_days + shift:+d} to "
-            f"{timing.latest_days + shift:+d} days) has no possible day ({'; '.join(skipped)})",
-            session=key,
+            self._no_day(template, key, (window_start, window_end), later, tried), session=key
+        )
+
+    def _no_day(
+        self,
+        template: SessionSpec,
+        key: str,
+        window: tuple[date, date],
+        later: date | None,
+        tried: list[tuple[date, str]],
+    ) -> str:
+        """Why no day of a window works, in the clinic's words, with what to do next."""
+        first, last = window
+        anchor = template.timing.anchor
+        if first == last:
+            why = tried[0][1] if tried else "a later session needs it moved"
+            closed = self.calendar.closed_because(first) if template.open_days_apply else None
+            if anchor is None and closed:
+                after = self.calendar.next_open_day(first)
+                then = f": the next open day is {people_day(after)}" if after else ""
+                return f"the course cannot start on a closed day ({closed}){then}"
+            if anchor is None:
+                return (
+                    f"the course cannot start on {people_day(first)}: {why}; choose another "
+                    "start date or another dyad"
+                )
+            when = (
+                f"the morning after {anchor}"
+                if template.timing.next_morning
+                else f"{template.timing.target_days:+d} days from {anchor}"
+            )
+            return f"{key} must be on {people_day(first)} ({when}), but {why}"
+        days = "; ".join(f"{people_day(day)}: {why}" for day, why in tried)
+        if later is not None and not tried:
+            days = "a later session needs it after its window"
+        then = (
+            f"move {anchor} or leave the window with a reason"
+            if anchor
+            else ("choose another start date")
+        )
+        return (
+            f"{key} must fall between {people_day(first)} and {people_day(last)} (its window "
+            f"from {anchor or 'the course start'}), and no day in it works ({days}): {then}"
         )
 
     def rigid_anchor(self, occurrence_key: str | None) -> str | None:
@@ -326,12 +399,14 @@ class _Planner:
         if template.open_days_apply:
             closed = self.calendar.closed_because(day)
             if closed:
-                return f"site closed, {closed}"
+                return f"the site is closed ({closed})"
         next_day = day + timedelta(days=1)
         for dependent in self.morning_after.get(template.key, ()):
             closed = self.calendar.closed_because(next_day) if dependent.open_days_apply else None
             if closed:
-                return f"{dependent.key} would fall on {_day(next_day)}, {closed}"
+                return (
+                    f"{dependent.key} would fall on {people_day(next_day)}, a closed day ({closed})"
+                )
         return None
 
     def _find_time(
@@ -350,23 +425,12 @@ class _Planner:
             if booking is not None:
                 return (start, note, booking), ""
             problem = problem or missing
-        return None, problem or "no time inside the opening hours"
+        return None, problem or "no time fits inside the opening hours"
 
     def _candidates(self, template: SessionSpec, day: date) -> list[tuple[datetime, str | None]]:
-        preferred = local_start(day, template.start_time, self.zone)
         if self.resources is None:
-            return [preferred]
-        # daily sessions (phone check-ins) also happen on days without opening hours
-        hours = self.calendar.hours_on(day) or (None if template.open_days_apply else DAY_HOURS)
-        if hours is None:
-            return [preferred]
-        opens, closes = (t.hour * 60 + t.minute for t in hours)
-        wanted = template.start_time.hour * 60 + template.start_time.minute
-        latest = closes - template.duration_minutes
-        minutes = sorted(range(opens, latest + 1, 15), key=lambda m: (abs(m - wanted), m))
-        if opens <= wanted <= latest:
-            minutes = [wanted, *(m for m in minutes if m != wanted)]
-        return [local_start(day, time(m // 60, m % 60), self.zone) for m in minutes]
+            return [local_start(day, template.start_time, self.zone)]
+        return starts_within_hours(self.calendar, template, day, template.start_time)
 
     def _book(self, template: SessionSpec, start: datetime) -> tuple[Booking | None, str]:
         if self.resources is None:
@@ -464,6 +528,175 @@ class _Planner:
                 self.busy.setdefault(day, []).append((begin, until, key))
         self.placed.append(session)
         return session
+
+
+def nearest_starts(
+    spec: ProtocolSpec,
+    start: date,
+    calendar: SiteCalendar,
+    key: str,
+    wanted: datetime,
+    *,
+    window: tuple[date, date],
+    fixed: Mapping[str, datetime],
+    resources: Resources | None = None,
+    held: Mapping[str, Booking] | None = None,
+    vacant: Collection[str] = (),
+    limit: int = 3,
+    budget: int = 48,
+) -> list[datetime]:
+    """The nearest starts for session ``key`` at which the whole course can be planned (the
+    session itself, the sessions anchored on it, rooms, staff and the participant's time):
+    on ``wanted``'s day first, then on the next open days up to the end of its window, inside
+    the opening hours. At most ``limit`` of them and ``budget`` tries: this answers a refusal,
+    so it stays quick."""
+    template = next(t for t in spec.sessions if key.split(".")[0] == t.key)
+    zone = calendar.zone
+    local = wanted.astimezone(zone)
+    first = max(local.date(), window[0])
+    found: list[datetime] = []
+    tries = 0
+    for n in range((window[1] - first).days + 1):
+        day = first + timedelta(days=n)
+        if template.open_days_apply and calendar.closed_because(day):
+            continue
+        at = local.time() if day == local.date() else template.start_time
+        # that day: the nearest time before and the nearest after; later days: one each
+        sides = {True, False} if day == local.date() else {True}
+        for candidate, _ in starts_within_hours(calendar, template, day, at):
+            side = candidate > wanted or day != local.date()
+            if candidate == wanted or side not in sides:
+                continue
+            if opening_hours_problem(calendar, template, candidate):
+                continue
+            tries += 1
+            if tries > budget:
+                return found
+            try:
+                plan_course(
+                    spec,
+                    start,
+                    calendar,
+                    fixed={**fixed, key: candidate},
+                    resources=resources,
+                    held=held,
+                    vacant=vacant,
+                )
+            except PlanningError:
+                continue
+            found.append(candidate)
+            sides.discard(side)
+            if len(found) >= limit:
+                return sorted(found)
+            if not sides:
+                break
+    return sorted(found)
+
+
+def session_hours(
+    calendar: SiteCalendar, template: SessionSpec, day: date
+) -> tuple[time, time] | None:
+    """When ``template`` may take place on ``day``: the site's opening hours; daily sessions
+    (phone check-ins) also on days without opening hours, in daytime. None: no hours are set."""
+    return calendar.hours_on(day) or (None if template.open_days_apply else DAY_HOURS)
+
+
+def starts_within_hours(
+    calendar: SiteCalendar, template: SessionSpec, day: date, wanted: time
+) -> list[tuple[datetime, str | None]]:
+    """Every quarter-hour start on ``day`` at which ``template`` fits inside the opening
+    hours, ``wanted`` first, then the nearest ones (earlier first on a tie)."""
+    hours = session_hours(calendar, template, day)
+    if hours is None:
+        return [local_start(day, wanted, calendar.zone)]
+    opens, closes = (t.hour * 60 + t.minute for t in hours)
+    preferred = wanted.hour * 60 + wanted.minute
+    latest = closes - template.duration_minutes
+    minutes = sorted(range(opens, latest + 1, 15), key=lambda m: (abs(m - preferred), m))
+    if opens <= preferred <= latest:
+        minutes = [preferred, *(m for m in minutes if m != preferred)]
+    return [local_start(day, time(m // 60, m % 60), calendar.zone) for m in minutes]
+
+
+def opening_hours_problem(
+    calendar: SiteCalendar, template: SessionSpec, start: datetime
+) -> str | None:
+    """Why a session of ``template`` may not start at ``start`` under the site's opening hours
+    (a closed day, a holiday, or a time it does not fit between opening and closing), in the
+    clinic's words with what to choose instead; None when it fits.
+
+    The whole session must fit between opening and closing; for a dosing session that is its
+    daytime part (its length), the overnight stay that follows is expected. Daily sessions
+    (phone check-ins) are bound by the hours only, not by closed days, as in the planner."""
+    zone = calendar.zone
+    local = start.astimezone(zone)
+    day = local.date()
+    if template.open_days_apply:
+        closed = calendar.closed_because(day)
+        if closed:
+            after = calendar.next_open_day(day)
+            then = f": the next open day is {people_day(after)}" if after else ""
+            return f"The site is closed on {people_day(day)} ({closed}){then}."
+    hours = session_hours(calendar, template, day)
+    if hours is None:
+        return None
+    opens, closes = hours
+    end = _end(local, template, zone)
+    length = _length(template)
+    weekday = f"{weekdays.day_name[day.weekday()]}s"
+    latest = datetime.combine(day, closes) - timedelta(minutes=template.duration_minutes)
+    if calendar.hours_on(day) is None:  # a daily session on a day without opening hours
+        if opens <= local.time() and end.date() == day and end.time() <= closes:
+            return None
+        return (
+            f"The site has no opening hours on {weekday}: {length} then goes in daytime, "
+            f"between {opens:%H:%M} and {closes:%H:%M} {local:%Z}. Choose a start between "
+            f"{opens:%H:%M} and {latest:%H:%M} {local:%Z}."
+        )
+    if latest.date() != day or latest.time() < opens:
+        return (
+            f"The site is open {opens:%H:%M} to {closes:%H:%M} on {weekday}, too short for "
+            f"{length}. Choose another day."
+        )
+    choose = (
+        f"Choose a start between {opens:%H:%M} and {latest:%H:%M} {local:%Z}"
+        if latest.time() > opens
+        else f"Choose a start at {opens:%H:%M} {local:%Z}"
+    )
+    if local.time() < opens:
+        return (
+            f"The site opens at {opens:%H:%M} on {weekday}: {length} cannot start at "
+            f"{local:%H:%M %Z}. {choose}, or another day."
+        )
+    if end.date() != day or end.time() > closes:
+        return (
+            f"The site closes at {closes:%H:%M} on {weekday}: {length} starting "
+            f"{local:%H:%M} would end at {end:%H:%M %Z}. {choose}, or another day."
+        )
+    return None
+
+
+def _length(template: SessionSpec) -> str:
+    """ "an 8-hour dosing session", "a 90-minute preparatory session"."""
+    minutes = template.duration_minutes
+    size = f"{minutes // 60}-hour" if minutes % 60 == 0 else f"{minutes}-minute"
+    kind = {"phone_checkin": "phone check-in", "follow_up": "follow-up", "other": ""}.get(
+        template.kind.value, template.kind.value
+    )
+    article = "an" if size.startswith(("8", "11-", "18-")) else "a"
+    return " ".join(part for part in (article, size, kind, "session") if part)
+
+
+def people_day(day: date) -> str:
+    """A date as people read it: "Mon 28 Dec 2026"."""
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def people_time(moment: datetime, zone: tzinfo | None = None) -> str:
+    """A time as people read it, in the site's zone with the zone shown: "Mon 1 Mar 2027
+    09:00 EST" (without ``zone``, in the zone ``moment`` carries)."""
+    local = moment.astimezone(zone) if zone is not None else moment
+    return f"{people_day(local.date())} {local:%H:%M %Z}"
 
 
 def _close_overnight_holds(

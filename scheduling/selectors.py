@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import holidays as public_holidays
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import (
     DateField,
@@ -44,7 +45,7 @@ from scheduling.models import (
     StaffProfile,
     Unavailability,
 )
-from scheduling.planning import SiteCalendar
+from scheduling.planning import SiteCalendar, people_time
 from scheduling.resources import BusyIndex, Resources, RoomSpec
 
 M = TypeVar("M", bound=Model)
@@ -67,9 +68,9 @@ def site_calendar(site: Site, *, first: date, last: date) -> SiteCalendar:
     """The site's zone, open weekdays (those with opening hours), hours, closures and public
     holidays between ``first`` and ``last``."""
     hours = list(OpeningHours.objects.filter(site=site))
-    closures = set(
+    names: dict[date, str] = dict(
         SiteClosure.objects.filter(site=site, date__range=(first, last)).values_list(
-            "date", flat=True
+            "date", "reason"
         )
     )
     if site.country:
@@ -77,12 +78,15 @@ def site_calendar(site: Site, *, first: date, last: date) -> SiteCalendar:
         found = public_holidays.country_holidays(
             site.country, subdiv=site.subdivision or None, years=years
         )
-        closures.update(day for day in found if first <= day <= last)
+        for day, name in found.items():
+            if first <= day <= last:  # a closure's own reason first, then the holiday's name
+                names[day] = "; ".join(n for n in (names.get(day), name) if n)
     return SiteCalendar(
         timezone=site.timezone,
         open_weekdays=frozenset(h.weekday for h in hours) if hours else frozenset(range(5)),
-        closures=frozenset(closures),
+        closures=frozenset(names),
         hours=tuple((h.weekday, h.opens, h.closes) for h in hours),
+        closure_names=tuple(sorted((day, name) for day, name in names.items() if name)),
     )
 
 
@@ -270,8 +274,7 @@ class AttentionItem:
 
 def local_text(moment: datetime, zone: str) -> str:
     """A time as people read it at the site: "Mon 1 Mar 2027 09:00 EST"."""
-    local = moment.astimezone(ZoneInfo(zone))
-    return f"{local:%a} {local.day} {local:%b %Y %H:%M} {local.tzname()}"
+    return people_time(moment, ZoneInfo(zone))
 
 
 def occurrence_of(session: ScheduledSession) -> int:
@@ -687,6 +690,14 @@ def enrol_choices(user: AnyUser) -> dict[str, list[Any]]:
 
 def room_names(site: Site) -> dict[int, str]:
     return dict(Room.objects.filter(site=site).values_list("pk", "name"))
+
+
+def staff_names(ids: Iterable[int]) -> dict[int, str]:
+    """Staff members' display names (full name, else user name) by user id."""
+    rows = User.objects.filter(pk__in=set(ids)).values_list(
+        "pk", "first_name", "last_name", "username"
+    )
+    return {pk: f"{first} {last}".strip() or username for pk, first, last, username in rows}
 
 
 def participant_schedule(user: AnyUser, pk: int, now: datetime) -> tuple[Participant, list[Any]]:

@@ -241,6 +241,14 @@ class MoveOutputSerializer(serializers.Serializer):
     key = serializers.CharField(source="session.key")
     old_start = serializers.DateTimeField()
     new_start = serializers.DateTimeField()
+    old_room = serializers.IntegerField(allow_null=True, help_text="Room id before the move.")
+    room = serializers.IntegerField(allow_null=True, help_text="Room id after the move.")
+    old_staff = serializers.ListField(
+        child=serializers.IntegerField(), help_text="User ids booked before the move."
+    )
+    staff = serializers.ListField(
+        child=serializers.IntegerField(), help_text="User ids booked after the move."
+    )
 
 
 class RescheduleOutputSerializer(serializers.Serializer):

@@ -38,6 +38,10 @@ from scheduling.planning import (
     PlanningError,
     ResourceTaken,
     local_start,
+    nearest_starts,
+    opening_hours_problem,
+    people_day,
+    people_time,
     plan_course,
 )
 from scheduling.resources import Booking
@@ -417,6 +421,18 @@ class Move:
     new_end: datetime
     room: int | None
     reason: str
+    old_room: int | None = None
+    #: the people booked before and after the move (user ids)
+    old_staff: tuple[int, ...] = ()
+    staff: tuple[int, ...] = ()
+
+    @property
+    def staff_added(self) -> tuple[int, ...]:
+        return tuple(p for p in self.staff if p not in self.old_staff)
+
+    @property
+    def staff_removed(self) -> tuple[int, ...]:
+        return tuple(p for p in self.old_staff if p not in self.staff)
 
 
 @dataclass
@@ -446,12 +462,17 @@ def session_reschedule(
     by: User | None,
     reason: str = "",
     dry_run: bool = False,
+    outside_hours: bool = False,
 ) -> RescheduleResult:
     """Move ``session`` to ``start`` and re-plan every session anchored on it from its own
     anchor, re-checking windows and resources. Returns what moves; applies it unless dry_run.
 
-    Leaving the window needs a reason and records a deviation. Sessions that are completed,
-    cancelled or missed never move.
+    The site's opening hours bind the move as they bind the planner: a closed day, a holiday
+    or a time the session does not fit in is refused with that reason (checked first, so the
+    refusal names the real rule), unless the site allows moves outside its hours and the move
+    says so (``outside_hours``) with a reason: that is recorded as a deviation. Leaving the
+    window needs a reason and records a deviation. Sessions that are completed, cancelled or
+    missed never move. A refusal names the nearest times that would work.
     """
     if start.tzinfo is None:
         raise _fail("start", "give the time with its UTC offset, e.g. 2027-03-01T09:00:00-05:00")
@@ -488,7 +509,9 @@ def session_reschedule(
     first, last = selectors.planning_horizon(course.start_date, spec)
     # a move with a reason may leave the windows: its dependents can then reach further
     last = max(last, start + (last - first))
+    first = min(first, start - timedelta(days=2))
     calendar = selectors.site_calendar(site, first=first.date(), last=last.date())
+    hours_problem = opening_hours_problem(calendar, spec.session(session.template_key), start)
     dyads = [course.dyad] if course.dyad else []
     assessors = selectors.site_assessor_ids(site)
     busy = selectors.resources_snapshot(
@@ -500,6 +523,46 @@ def session_reschedule(
             site, course.dyad, busy, selectors.site_rooms(site), assessors
         )
         resources.party_size = 2 if spec.couples else 1
+    vacant = {s.key for s in sessions if not s.is_open}
+
+    def nearest() -> str:
+        """What to do next: the nearest times that would work, in the site's zone."""
+        found = nearest_starts(
+            spec,
+            course.start_date,
+            calendar,
+            session.key,
+            start,
+            window=(session.window_start, session.window_end),
+            fixed=fixed,
+            resources=resources,
+            held=held,
+            vacant=vacant,
+        )
+        if not found:
+            return (
+                f" No other time inside its window ({people_day(session.window_start)} to "
+                f"{people_day(session.window_end)}) works: choose a day outside it, with a "
+                "reason."
+            )
+        times = ", ".join(people_time(moment, calendar.zone) for moment in found)
+        return f" Nearest times that work: {times}."
+
+    if hours_problem and not outside_hours:
+        raise _fail("start", hours_problem + nearest())
+    if hours_problem and not site.allow_out_of_hours_moves:
+        raise _fail(
+            "outside_hours",
+            f"{site.name} does not allow moves outside its opening hours ({hours_problem}) "
+            "An administrator can allow them in the site's settings; or choose a time inside "
+            "the hours.",
+        )
+    if hours_problem and not reason.strip():
+        raise _fail(
+            "reason",
+            "A move outside the opening hours needs a reason (it is recorded as a protocol "
+            "deviation).",
+        )
     try:
         planned = plan_course(
             spec,
@@ -508,19 +571,22 @@ def session_reschedule(
             fixed=fixed,
             resources=resources,
             held=held,
-            vacant={s.key for s in sessions if not s.is_open},
+            vacant=vacant,
         )
     except ResourceTaken as exc:
-        raise BookingConflict(str(exc)) from exc
+        raise BookingConflict(f"{exc}.{nearest()}") from exc
     except PlanningError as exc:
-        raise _fail("start", f"cannot move {session.key} there: {exc}") from exc
+        raise _fail(
+            "start",
+            f"{session.key} cannot move to {people_time(start, calendar.zone)}: {exc}.{nearest()}",
+        ) from exc
     moved_to = planned.session(session.key)
     result = RescheduleResult()
     if not moved_to.in_window and not reason.strip():
         raise _fail(
             "reason",
-            f"{session.key} must stay within {moved_to.window_start.isoformat()} to "
-            f"{moved_to.window_end.isoformat()}; moving it outside needs a reason "
+            f"{session.key} must stay within {people_day(moved_to.window_start)} to "
+            f"{people_day(moved_to.window_end)}; moving it outside needs a reason "
             "(it is recorded as a protocol deviation)",
         )
     for s in sorted(sessions, key=lambda s: (s.start, s.key)):
@@ -528,10 +594,27 @@ def session_reschedule(
         # a rebooked session holds nothing yet: it is booked even where its time stays
         unbooked = bool(p.staff) and not bookings[s.pk].staff
         if s.key not in held and (p.start != s.start or p.room != s.room_id or unbooked):
-            result.moved.append(Move(s, s.start, p.start, p.end, p.room, p.reason))
+            before = bookings.get(s.pk, Booking())
+            result.moved.append(
+                Move(
+                    s,
+                    s.start,
+                    p.start,
+                    p.end,
+                    p.room,
+                    p.reason,
+                    old_room=s.room_id,
+                    old_staff=before.staff,
+                    staff=p.staff,
+                )
+            )
+    deviations = []
+    if not moved_to.in_window:
+        deviations.append(_window_deviation(session, moved_to, reason, by))
+    if hours_problem:
+        deviations.append(_hours_deviation(session, moved_to, hours_problem, reason, by))
     if dry_run:
-        if not moved_to.in_window:  # what applying would record, unsaved
-            result.deviations.append(_window_deviation(session, moved_to, reason, by))
+        result.deviations.extend(deviations)  # what applying would record, unsaved
         return result
     why = reason or "rescheduled"
     # free every moving session's bookings before rebooking any: a cascade moves sessions into
@@ -542,9 +625,8 @@ def session_reschedule(
     _update_overnight_holds([s for s in sessions if s.pk not in moving], planned, by, why)
     for move in result.moved:
         _apply_move(move, planned, by=by, reason=why)
-    if not moved_to.in_window:
-        deviation = _save(_window_deviation(session, moved_to, reason, by), by, reason)
-        result.deviations.append(deviation)
+    for deviation in deviations:
+        result.deviations.append(_save(deviation, by, reason))
     result.applied = True
     return result
 
@@ -567,9 +649,25 @@ def _window_deviation(
         kind=Deviation.Kind.OUTSIDE_WINDOW,
         reason=reason.strip(),
         detail=(
-            f"moved to {moved_to.start:%Y-%m-%d %H:%M %Z}; window "
-            f"{moved_to.window_start.isoformat()} to {moved_to.window_end.isoformat()}"
+            f"moved to {people_time(moved_to.start)}; window "
+            f"{people_day(moved_to.window_start)} to {people_day(moved_to.window_end)}"
         ),
+        created_by=by,
+    )
+
+
+def _hours_deviation(
+    session: ScheduledSession,
+    moved_to: PlannedSession,
+    problem: str,
+    reason: str,
+    by: User | None,
+) -> Deviation:
+    return Deviation(
+        session=session,
+        kind=Deviation.Kind.OUTSIDE_HOURS,
+        reason=reason.strip(),
+        detail=f"moved to {people_time(moved_to.start)}: {problem}",
         created_by=by,
     )
 
@@ -695,8 +793,7 @@ class StatusChange:
 
 def _local_time(moment: datetime, site: Site) -> str:
     """A time as people at the site read it: "Mon 1 Mar 2027 09:00 EST"."""
-    local = moment.astimezone(ZoneInfo(site.timezone))
-    return f"{local:%a} {local.day} {local:%b %Y %H:%M %Z}"
+    return people_time(moment, ZoneInfo(site.timezone))
 
 
 def _consequences(

@@ -31,6 +31,7 @@ from scheduling.forms import (
     StatusForm,
 )
 from scheduling.models import Course, Dyad, Participant, ScheduledSession, Site, SiteClosure
+from scheduling.planning import people_time
 
 #: rows per page of a list
 PAGE_SIZE = 50
@@ -276,12 +277,16 @@ def _preview_rows(plan: services.EnrolmentPlan, site: Site, digest: str) -> dict
     notes = plan.notes
     note_of = {s.key: note for s, note in notes}
     zone = ZoneInfo(site.timezone)
+    last = plan.planned.last_session()
     return {
         "digest": digest,
         "dyad": plan.dyad,
         "version": plan.version,
         "zone": site.timezone,
         "span_weeks": plan.planned.therapy_span_days() / 7,
+        "therapy_ends": plan.planned.therapy_ends(),
+        "last": last.start.astimezone(zone) if last else None,
+        "last_title": last.title if last else "",
         "notes": notes,
         "sessions": [
             {
@@ -434,9 +439,15 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     services.access_log_record(
         user=request.user, participant=found.course.participant, door="page", route="session"
     )
-    zone = found.course.participant.site.timezone
+    site = found.course.participant.site
+    zone = site.timezone
     local = found.start.astimezone(ZoneInfo(zone))
-    move = RescheduleForm(initial={"date": local.date(), "time": local.time()}, zone=zone)
+    allowed = site.allow_out_of_hours_moves
+    move = RescheduleForm(
+        initial={"date": local.date(), "time": local.time()},
+        zone=zone,
+        outside_hours_allowed=allowed,
+    )
     rebook = RebookForm(initial={"date": local.date(), "time": local.time()}, zone=zone)
     status = StatusForm()
     preview = status_preview = rebook_preview = None
@@ -451,22 +462,25 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if action in ("status", "status-preview") and not may["status"]:
         raise PermissionDenied("You may not change this session's status.")
     if action in ("preview", "apply"):
-        move = RescheduleForm(request.POST, zone=zone)
+        move = RescheduleForm(request.POST, zone=zone, outside_hours_allowed=allowed)
         if move.is_valid():
             preview = _reschedule(request, found, move, apply=action == "apply")
             if preview is not None and preview.applied:
+                messages.success(request, _moved_message(found, preview))
                 return redirect("session", pk=found.pk)
     elif action in ("status", "status-preview"):
         status = StatusForm(request.POST)
         if status.is_valid():
             status_preview = _change_status(request, found, status, apply=action == "status")
             if status_preview is not None and status_preview.applied:
+                messages.success(request, _status_message(status_preview))
                 return redirect("session", pk=found.pk)
     elif action in ("rebook-preview", "rebook"):
         rebook = RebookForm(request.POST, zone=zone)
         if rebook.is_valid():
             rebook_preview = _rebook(request, found, rebook, apply=action == "rebook")
             if rebook_preview is not None and rebook_preview.applied:
+                messages.success(request, _rebooked_message(rebook_preview))
                 return redirect("session", pk=rebook_preview.session.pk)
     context = {
         "nav": "participants",
@@ -482,9 +496,35 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "closed_anchor": selectors.closed_anchor(found),
         "replaced_by": getattr(found, "replaced_by", None),
         "preview": preview,
+        "changes": _move_rows(preview, found) if preview is not None else [],
         "history": found.history.select_related("history_user").order_by("-history_date")[:50],
     }
     return render(request, "scheduling/session.html", context)
+
+
+def _status_message(change: services.StatusChange) -> str:
+    """What a status change did: "Marked dosing-1 cancelled; cancelled with it: 6 sessions;
+    left planned until it is rebooked: 5 sessions"."""
+    said = [f"Marked {change.session.key} {change.status}"]
+    for outcome in services.Outcome:
+        count = len([c for c in change.consequences if c.outcome is outcome])
+        if count:
+            said.append(f"{outcome.label}: {count} session{'s' * (count != 1)}")
+    if change.course_status:
+        said.append(f"the course is now {change.course_status}")
+    return "; ".join(said) + "."
+
+
+def _rebooked_message(result: services.RebookResult) -> str:
+    """What a rebooking did: "Rebooked dosing-1 on Tue 2 Mar 2027 09:00 EST; 4 sessions
+    re-planned"."""
+    session = result.session
+    when = people_time(session.start, ZoneInfo(session.course.participant.site.timezone))
+    others = len(result.rebooked) - 1 + len(result.moved)
+    return (
+        f"Rebooked {session.key} on {when}; "
+        f"{others} other session{'s' * (others != 1)} booked again or re-planned."
+    )
 
 
 def _change_status(
@@ -521,6 +561,44 @@ def _rebook(
     return None
 
 
+def _move_rows(
+    result: services.RescheduleResult, session: ScheduledSession
+) -> list[dict[str, object]]:
+    """Each moving session with its times, room and staff before and after, by name."""
+    site = session.course.participant.site
+    rooms = selectors.room_names(site)
+    people = selectors.staff_names({p for m in result.moved for p in (*m.old_staff, *m.staff)})
+    zone = ZoneInfo(site.timezone)
+    return [
+        {
+            "title": m.session.title,
+            "old_start": m.old_start.astimezone(zone),
+            "new_start": m.new_start.astimezone(zone),
+            "old_room": rooms.get(m.old_room, "") if m.old_room else "",
+            "room": rooms.get(m.room, "") if m.room else "",
+            "added": [people.get(p, "") for p in m.staff_added],
+            "removed": [people.get(p, "") for p in m.staff_removed],
+        }
+        for m in result.moved
+    ]
+
+
+def _moved_message(session: ScheduledSession, result: services.RescheduleResult) -> str:
+    """What applying did, in one sentence: "Moved dosing-1 to Tue 2 Mar 2027 09:00 EST;
+    3 other sessions re-planned"."""
+    zone = ZoneInfo(session.course.participant.site.timezone)
+    main = next((m for m in result.moved if m.session.pk == session.pk), None)
+    others = len([m for m in result.moved if m.session.pk != session.pk])
+    done = (
+        f"Moved {session.key} to {people_time(main.new_start, zone)}"
+        if main is not None
+        else f"{session.key} stays where it is"
+    )
+    replanned = f"{others} other session{'s' * (others != 1)} re-planned"
+    recorded = "".join(f"; deviation recorded: {d.get_kind_display()}" for d in result.deviations)
+    return f"{done}; {replanned}{recorded}."
+
+
 def _reschedule(
     request: HttpRequest, session: ScheduledSession, form: RescheduleForm, *, apply: bool
 ) -> services.RescheduleResult | None:
@@ -529,6 +607,7 @@ def _reschedule(
             session=session,
             start=form.start(),
             reason=form.cleaned_data["reason"],
+            outside_hours=form.cleaned_data.get("outside_hours", False),
             by=_staff(request),
             dry_run=not apply,
         )

@@ -272,7 +272,10 @@ CLI_ERRORS = {
         ],
         "unknown time zone 'Mars/Olympus'",
     ),
-    "closed start": ([*PLAN, "--start", CLOSED_START.isoformat()], "prep-1 cannot be planned"),
+    "closed start": (
+        [*PLAN, "--start", CLOSED_START.isoformat()],
+        "the course cannot start on a closed day",
+    ),
     "bad open days": (
         [*PLAN, "--start", "2027-03-01", "--open-days", "mon,funday"],
         "'funday'",

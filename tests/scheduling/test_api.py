@@ -646,6 +646,11 @@ def test_reschedule_dry_run_shows_the_move_and_applying_stores_it(enrolled, clie
                 "key": "integration-1c",
                 "old_start": data["moved"][0]["old_start"],
                 "new_start": data["moved"][0]["new_start"],
+                # the same room and people, a day later
+                "old_room": session.room_id,
+                "room": session.room_id,
+                "old_staff": data["moved"][0]["staff"],
+                "staff": data["moved"][0]["old_staff"],
             }
         ],
         "deviations": [],

@@ -39,7 +39,7 @@ def test_open_weekdays_and_hours_come_from_the_opening_hours(site_a) -> None:
     assert calendar.hours_on(date(2027, 3, 5)) == (time(8), time(14, 30))
     assert calendar.hours_on(date(2027, 3, 6)) == (time(9), time(13))
     assert calendar.closed_because(date(2027, 3, 6)) is None
-    assert calendar.closed_because(date(2027, 3, 7)) == "not an open day (Sun)"
+    assert calendar.closed_because(date(2027, 3, 7)) == "Sunday"
 
 
 def test_a_site_without_opening_hours_is_open_monday_to_friday(db) -> None:
@@ -58,7 +58,7 @@ def test_closures_inside_the_range_only(site_a, site_b) -> None:
     SiteClosure.objects.create(site=site_b, date=date(2027, 3, 10))  # another site's
     calendar = site_calendar(site_a, first=date(2027, 3, 1), last=date(2027, 3, 31))
     assert calendar.closures == {date(2027, 3, 1), date(2027, 3, 17), date(2027, 3, 31)}
-    assert calendar.closed_because(date(2027, 3, 17)) == "a closure date"
+    assert calendar.closed_because(date(2027, 3, 17)) == "staff training"
     assert calendar.closed_because(date(2027, 3, 10)) is None
 
 
@@ -70,7 +70,7 @@ def test_us_public_holidays_close_a_us_site(db) -> None:
         date(2027, 7, 4),
         MONDAY,
     }
-    assert calendar.closed_because(MONDAY) == "a closure date"
+    assert calendar.closed_because(MONDAY) == "Independence Day (observed)"
     # the same dates without a country: no holidays
     plain = site_calendar(
         make_site("plain", dyads=0, assessors=0), first=date(2027, 6, 1), last=date(2027, 7, 31)

@@ -35,6 +35,7 @@ from scheduling.planning import (
     PlanningError,
     SiteCalendar,
     local_start,
+    people_day,
     plan_course,
 )
 
@@ -578,7 +579,7 @@ def test_year_end_closure_block_covering_a_window_is_an_error(mapp_spec: Protoco
         plan_course(mapp_spec, start, calendar)
     message = str(caught.value)
     assert "integration-1b" in message
-    assert window[0].isoformat() in message and window[-1].isoformat() in message
+    assert people_day(window[0]) in message and people_day(window[-1]) in message
     assert caught.value.session == "integration-1b"
 
 
@@ -662,23 +663,37 @@ def test_daily_sessions_ignore_closed_days() -> None:
 
 
 @pytest.mark.parametrize(
-    ("start", "closures", "why"),
+    ("start", "closures", "why", "next_open"),
     [
-        (date(2027, 5, 8), frozenset(), "not an open day (Sat)"),
-        (date(2027, 5, 9), frozenset(), "not an open day (Sun)"),
-        (date(2027, 5, 6), frozenset({date(2027, 5, 6)}), "a closure date"),
+        (date(2027, 5, 8), frozenset(), "Saturday", "Mon 10 May 2027"),
+        (date(2027, 5, 9), frozenset(), "Sunday", "Mon 10 May 2027"),
+        (date(2027, 5, 6), frozenset({date(2027, 5, 6)}), "a closure date", "Fri 7 May 2027"),
     ],
 )
 def test_start_on_closed_day_is_an_error(
-    mapp_spec: ProtocolSpec, start: date, closures: frozenset[date], why: str
+    mapp_spec: ProtocolSpec, start: date, closures: frozenset[date], why: str, next_open: str
 ) -> None:
     with pytest.raises(PlanningError) as caught:
         plan_course(mapp_spec, start, SiteCalendar(NEW_YORK, closures=closures))
-    message = str(caught.value)
-    assert "prep-1" in message
-    assert start.isoformat() in message
-    assert why in message
+    assert str(caught.value) == (
+        f"the course cannot start on a closed day ({why}): the next open day is {next_open}"
+    )
     assert caught.value.session == "prep-1"
+
+
+def test_a_closed_start_names_the_holiday_and_the_next_open_day(mapp_spec: ProtocolSpec) -> None:
+    christmas = date(2026, 12, 25)
+    calendar = SiteCalendar(
+        NEW_YORK,
+        closures=frozenset({christmas}),
+        closure_names=((christmas, "Christmas Day"),),
+    )
+    with pytest.raises(PlanningError) as caught:
+        plan_course(mapp_spec, christmas, calendar)
+    assert str(caught.value) == (
+        "the course cannot start on a closed day (Christmas Day): the next open day is "
+        "Mon 28 Dec 2026"
+    )
 
 
 def test_closure_block_over_dosing_window_is_an_error(mapp_spec: ProtocolSpec) -> None:
@@ -692,14 +707,16 @@ def test_closure_block_over_dosing_window_is_an_error(mapp_spec: ProtocolSpec) -
         plan_course(mapp_spec, MONDAY, SiteCalendar(NEW_YORK, closures=closures))
     message = str(caught.value)
     assert caught.value.session == "dosing-1"
-    assert message.startswith("dosing-1 ")
-    assert window_start.isoformat() in message and window_end.isoformat() in message
+    assert message.startswith(
+        f"dosing-1 must fall between {people_day(window_start)} and {people_day(window_end)} "
+        "(its window from baseline), and no day in it works ("
+    )
     # every day from the target to the end of the window is named with its reason
     day = baseline + days(7)
     while day <= window_end:
-        assert day.isoformat() in message
+        assert f"{people_day(day)}: the site is closed (a closure date)" in message
         day += days(1)
-    assert "a closure date" in message
+    assert message.endswith("move baseline or leave the window with a reason")
 
 
 def test_therapy_span_above_maximum_is_an_error() -> None:

@@ -142,7 +142,7 @@ def check_session(
     while skipped < day:
         why = why_skipped(s.reason, skipped)
         if template.open_days_apply and not is_open(skipped, calendar):
-            assert why.startswith("site closed"), (s.key, why)
+            assert why.startswith("the site is closed"), (s.key, why)
         elif any(
             other.timing.next_morning and other.timing.anchor == template.key
             for other in spec.sessions

@@ -40,6 +40,11 @@ def test_preview_shows_the_course_and_books_nothing(client: Client, site_a, coor
     assert "dosing 1" in page  # a room name
     # times in the site's zone (the planner starts sessions at 09:00 there), not UTC
     assert "09:00\N{EN DASH}17:00" in page
+    # how long the therapy lasts, and when the course as a whole ends
+    assert "about 13 weeks of therapy, ending Wed 2 Jun 2027" in page
+    assert (
+        "the course as a whole ends with Long-term follow-up assessment on Wed 17 Nov 2027" in page
+    )
     assert not Participant.objects.exists()
     assert not ScheduledSession.objects.exists()
 
