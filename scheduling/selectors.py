@@ -27,6 +27,7 @@ from django.db.models.functions import TruncDate
 
 from protocol.spec import ProtocolSpec, latest_offset
 from scheduling import access, site_grid
+from scheduling.clock import display_name, dyad_label
 from scheduling.models import (
     Course,
     Dyad,
@@ -81,6 +82,31 @@ def site_calendar(site: Site, *, first: date, last: date) -> SiteCalendar:
         closures=frozenset(closures),
         hours=tuple((h.weekday, h.opens, h.closes) for h in hours),
     )
+
+
+def closed_days(site: Site, first: date, last: date) -> dict[date, str]:
+    """Why the site is closed on each of its closed days in [first, last], in the clinic's
+    words: its closure's reason, the public holiday's name, or the weekday it does not open."""
+    weekdays = set(OpeningHours.objects.filter(site=site).values_list("weekday", flat=True))
+    open_weekdays = weekdays or set(range(5))
+    reasons: dict[date, str] = {}
+    day = first
+    while day <= last:
+        if day.weekday() not in open_weekdays:
+            reasons[day] = f"Closed: not open on {day:%A}s"
+        day += timedelta(days=1)
+    if site.country:
+        years = range(first.year, last.year + 1)
+        found = public_holidays.country_holidays(
+            site.country, subdiv=site.subdivision or None, years=years
+        )
+        for holiday, name in sorted(found.items()):
+            if first <= holiday <= last:
+                reasons[holiday] = f"Closed: {name} (public holiday)"
+    closures = SiteClosure.objects.filter(site=site, date__range=(first, last))
+    for closed, reason in closures.values_list("date", "reason"):
+        reasons[closed] = f"Closed: {reason}" if reason else "Closed (closure date)"
+    return reasons
 
 
 def resources_snapshot(
@@ -149,7 +175,7 @@ def course_resources(
 ) -> Resources:
     names: dict[tuple[str, int], str] = {("room", r.id): r.name for r in rooms}
     for therapist in (dyad.therapist_a, dyad.therapist_b):
-        names[("staff", therapist.pk)] = f"{therapist.get_username()} of {dyad.name}"
+        names[("staff", therapist.pk)] = f"{display_name(therapist)} of {dyad.name}"
     return Resources(
         rooms=rooms, dyad=dyad.therapist_ids, assessors=assessors, busy=busy, names=names
     )
@@ -230,7 +256,7 @@ def board_sessions(
     people = (
         StaffBooking.objects.filter(active=True)
         .select_related("user")
-        .only("session_id", "user__username")
+        .only("session_id", "user__username", "user__first_name", "user__last_name")
         .order_by("user__username")
     )
     # a busy day has hundreds of rows: load only the columns a row shows
@@ -396,8 +422,7 @@ def calendar_rows(site: Site, by: str, user: AnyUser) -> list[tuple[int, str, st
     if sees_own_sessions_only(user):
         people = people.filter(user__pk=_uid(user))
     return [
-        (p.user_id, p.user.get_full_name() or p.user.get_username(), p.role)
-        for p in people.order_by("role", "user__username")
+        (p.user_id, display_name(p.user), p.role) for p in people.order_by("role", "user__username")
     ]
 
 
@@ -450,9 +475,9 @@ def enrol_choices(user: AnyUser) -> dict[str, list[Any]]:
         .order_by("protocol__slug")
     ]
     dyads = [
-        (d.pk, f"{d.site.name}: {d.name}")
+        (d.pk, f"{d.site.name}: {dyad_label(d)}")
         for d in scoped(Dyad.objects.filter(active=True), user)
-        .select_related("site")
+        .select_related("site", "therapist_a", "therapist_b")
         .order_by("site__name", "name")
     ]
     return {"sites": sites, "protocols": protocols, "dyads": dyads}
