@@ -73,6 +73,8 @@ if not env.flag("USE_TZ", default=True):
     raise ImproperlyConfigured("USE_TZ must stay on: session times are stored as UTC instants")
 USE_TZ = True
 TIME_ZONE = "UTC"
+# date-times Django renders by default (the admin) carry their zone's abbreviation
+FORMAT_MODULE_PATH = ["config.formats"]
 LANGUAGE_CODE = "en-us"
 USE_I18N = True
 
@@ -112,6 +114,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "config.auth.SignInMiddleware",  # absolute session end; two-factor before anything else
     "django.contrib.messages.middleware.MessageMiddleware",
+    "scheduling.middleware.SiteZoneMiddleware",  # the admin shows times in the site's zone
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into a 429

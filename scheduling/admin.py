@@ -6,7 +6,7 @@ Every model with a history shows it (who, when, why)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,15 +16,16 @@ from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import DateTimeField, Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from protocol.admin import ProtocolAdmin, ProtocolVersionAdmin, SessionTemplateInline
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
-from scheduling import access, selectors, services, validators
+from scheduling import access, clock, selectors, services, validators
 from scheduling.models import (
     AccessLog,
     Course,
@@ -70,6 +71,30 @@ def _scoped_choices(db_field: Any, request: HttpRequest, kwargs: dict[str, Any])
     related = db_field.related_model
     if "queryset" not in kwargs and related in access.SITE_PATHS:
         kwargs["queryset"] = access.scope(related._default_manager.all(), request.user)
+
+
+def local_column(field: str, description: str) -> Callable[[Any, Any], str]:
+    """A list column showing the date-time ``field`` of each row in its own site's zone, with
+    the zone shown ("Mon 1 Mar 2027 09:00 EST"): one list may hold several sites' rows."""
+
+    @admin.display(description=description, ordering=field)
+    def column(model_admin: Any, obj: Any) -> str:
+        return clock.local_text(getattr(obj, field), obj)
+
+    return column
+
+
+def _in_zone_of(obj: Any, render: Callable[[], HttpResponse]) -> HttpResponse:
+    """Render one object's page (its form's read-only times, its history table) in the zone
+    of the object's site; the format shows the zone (config/formats)."""
+    zone = clock.zone_of(obj)
+    if zone is None:
+        return render()
+    with timezone.override(zone):
+        response = render()
+        if isinstance(response, TemplateResponse):
+            response.render()  # now, while the site's zone is active
+    return response
 
 
 class PolicyMixin:
@@ -129,6 +154,16 @@ class PolicyMixin:
         _scoped_choices(db_field, request, kwargs)
         return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
 
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """A date-time entered here is read in the active zone (the object's site's, else
+        that of the user's sites): the form says which."""
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)  # type: ignore[misc]
+        if isinstance(db_field, DateTimeField) and field is not None:
+            zone = timezone.get_current_timezone()
+            local = clock.local(timezone.now(), zone)
+            field.help_text = f"Local time in {zone} ({local:%Z})."
+        return field
+
 
 def _plausible(part: str, value: str) -> bool:
     if re.fullmatch(r"[0-9]{1,4}", value) is None:
@@ -166,8 +201,25 @@ class HistoryAdmin(PolicyMixin, _HistoryAdmin[M]):
     def history_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        self._visible(request, object_id)
-        return super().history_view(request, object_id, extra_context)
+        obj = self._visible(request, object_id)
+        return _in_zone_of(
+            obj, lambda: super(HistoryAdmin, self).history_view(request, object_id, extra_context)
+        )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        obj = self.get_object(request, unquote(object_id))
+        return _in_zone_of(
+            obj,
+            lambda: super(HistoryAdmin, self).change_view(
+                request, object_id, form_url, extra_context
+            ),
+        )
 
     def history_form_view(
         self,
@@ -183,7 +235,12 @@ class HistoryAdmin(PolicyMixin, _HistoryAdmin[M]):
         known = re.fullmatch(r"[0-9]{1,18}", version_id) is not None  # not '²' nor 40 digits
         if not known or not history.filter(history_id=version_id).exists():
             raise Http404("No such version of this record.")
-        return super().history_form_view(request, object_id, version_id, extra_context)
+        return _in_zone_of(
+            obj,
+            lambda: super(HistoryAdmin, self).history_form_view(
+                request, object_id, version_id, extra_context
+            ),
+        )
 
     def _visible(self, request: HttpRequest, object_id: str) -> Model:
         obj = self.get_object(request, unquote(object_id))  # None for a bad or hidden id
@@ -435,8 +492,9 @@ class UnavailabilityAdmin(HistoryAdmin[Unavailability]):
 class ParticipantAdmin(HistoryAdmin[Participant]):
     """Contact details can be corrected here; enrolment and status go through the services."""
 
-    list_display = ["code", "site", "status", "preferred_channel", "created_at"]
+    list_display = ["code", "site", "status", "preferred_channel", "created"]
     list_filter = [("site", admin.RelatedOnlyFieldListFilter), "status"]
+    created = local_column("created_at", "created at")
     list_select_related = ["site"]
     search_fields = ["code"]
     readonly_fields = ["site", "code", "status", "partner", "created_at"]
@@ -508,13 +566,15 @@ class CourseAdmin(ClinicalRecordAdmin[Course]):
 
 @admin.register(ScheduledSession)
 class ScheduledSessionAdmin(ClinicalRecordAdmin[ScheduledSession]):
-    list_display = ["key", "participant", "start", "end", "kind", "status", "room"]
+    list_display = ["key", "participant", "starts", "ends", "kind", "status", "room"]
     list_filter = [
         "status",
         "kind",
         ("course__participant__site", admin.RelatedOnlyFieldListFilter),
     ]
-    list_select_related = ["course__participant", "room"]
+    list_select_related = ["course__participant__site", "room"]
+    starts = local_column("start", "start")
+    ends = local_column("end", "end")
     search_fields = ["course__participant__code", "key"]
     date_hierarchy = "start"
 
@@ -525,29 +585,50 @@ class ScheduledSessionAdmin(ClinicalRecordAdmin[ScheduledSession]):
 
 @admin.register(Deviation)
 class DeviationAdmin(ClinicalRecordAdmin[Deviation]):
-    list_display = ["session", "kind", "reason", "created_by", "created_at"]
+    list_display = ["session_when", "kind", "reason", "created_by", "created"]
     list_filter = ["kind"]
-    list_select_related = ["session", "created_by"]
+    list_select_related = ["session__course__participant__site", "created_by"]
+    created = local_column("created_at", "recorded at")
+
+    @admin.display(description="session", ordering="session__start")
+    def session_when(self, deviation: Deviation) -> str:
+        session = deviation.session
+        return f"{session.key}, {clock.local_text(session.start, session)}"
+
     search_fields = ["session__course__participant__code", "reason"]
 
 
 @admin.register(RoomBooking)
 class RoomBookingAdmin(ClinicalRecordAdmin[RoomBooking]):
-    list_display = ["room", "session", "begin", "until", "active"]
+    list_display = ["room", "session_key", "begins", "ends", "active"]
     list_filter = [
         "active",
         ("room__site", admin.RelatedOnlyFieldListFilter),
         ("room", admin.RelatedOnlyFieldListFilter),
     ]
-    list_select_related = ["room", "session"]
+    list_select_related = ["room__site", "session"]
+    begins = local_column("begin", "from")
+    ends = local_column("until", "until")
+
+    @admin.display(description="session", ordering="session__key")
+    def session_key(self, booking: RoomBooking) -> str:
+        return booking.session.key
+
     date_hierarchy = "begin"
 
 
 @admin.register(StaffBooking)
 class StaffBookingAdmin(ClinicalRecordAdmin[StaffBooking]):
-    list_display = ["user", "session", "begin", "until", "active"]
+    list_display = ["user", "session_key", "begins", "ends", "active"]
     list_filter = ["active"]
-    list_select_related = ["user", "session"]
+    list_select_related = ["user", "session__course__participant__site"]
+    begins = local_column("begin", "from")
+    ends = local_column("until", "until")
+
+    @admin.display(description="session", ordering="session__key")
+    def session_key(self, booking: StaffBooking) -> str:
+        return booking.session.key
+
     search_fields = ["user__username"]
     date_hierarchy = "begin"
 
@@ -557,9 +638,10 @@ class AccessLogAdmin(PolicyMixin, admin.ModelAdmin[AccessLog]):
     """Who read which participant's record, when and through which door: for the site's
     administrators (the compliance officer)."""
 
-    list_display = ["at", "user", "participant", "door", "route"]
+    list_display = ["when", "user", "participant", "door", "route"]
     list_filter = ["door", ("participant__site", admin.RelatedOnlyFieldListFilter)]
-    list_select_related = ["user", "participant"]
+    list_select_related = ["user", "participant__site"]
+    when = local_column("at", "at")
     search_fields = ["participant__code", "user__username"]
     date_hierarchy = "at"
 

@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
 from protocol.models import ProtocolVersion
+from scheduling.clock import local_text
 from scheduling.validators import (
     STUDY_CODE,
     STUDY_CODE_MAX_LENGTH,
@@ -207,7 +208,8 @@ class Unavailability(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} {self.start:%Y-%m-%d %H:%M}-{self.end:%Y-%m-%d %H:%M}"
+        # a person may work at several sites: the active zone (the admin's), shown
+        return f"{self.user} {local_text(self.start)} to {local_text(self.end)}"
 
 
 class Participant(models.Model):
@@ -338,7 +340,7 @@ class ScheduledSession(models.Model):
         indexes = [models.Index(fields=["start"], name="session_start")]
 
     def __str__(self) -> str:
-        return f"{self.key} {self.start:%Y-%m-%d %H:%M}"
+        return f"{self.key} {local_text(self.start, self)}"
 
     @property
     def is_open(self) -> bool:
@@ -364,7 +366,7 @@ class RoomBooking(models.Model):
         indexes = [models.Index(fields=["room", "begin"], name="room_booking_room_begin")]
 
     def __str__(self) -> str:
-        return f"{self.room} {self.begin:%Y-%m-%d %H:%M}-{self.until:%Y-%m-%d %H:%M}"
+        return f"{self.room} {local_text(self.begin, self)} to {local_text(self.until, self)}"
 
 
 class StaffBooking(models.Model):
@@ -386,7 +388,7 @@ class StaffBooking(models.Model):
         indexes = [models.Index(fields=["user", "begin"], name="staff_booking_user_begin")]
 
     def __str__(self) -> str:
-        return f"{self.user} {self.begin:%Y-%m-%d %H:%M}-{self.until:%Y-%m-%d %H:%M}"
+        return f"{self.user} {local_text(self.begin, self)} to {local_text(self.until, self)}"
 
 
 class Deviation(models.Model):
@@ -437,4 +439,4 @@ class AccessLog(models.Model):
         indexes = [models.Index(fields=["participant", "-at"], name="access_participant_at")]
 
     def __str__(self) -> str:
-        return f"{self.user} read {self.participant} at {self.at:%Y-%m-%d %H:%M} UTC"
+        return f"{self.user} read {self.participant} at {local_text(self.at, self)}"

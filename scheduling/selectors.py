@@ -30,7 +30,8 @@ from django.db.models.functions import TruncDate
 
 from protocol.selectors import protocol_spec
 from protocol.spec import ProtocolSpec, latest_offset
-from scheduling import access, site_grid
+from scheduling import access, clock, site_grid
+from scheduling.clock import display_name, dyad_label
 from scheduling.models import (
     Course,
     Dyad,
@@ -45,7 +46,7 @@ from scheduling.models import (
     StaffProfile,
     Unavailability,
 )
-from scheduling.planning import SiteCalendar, people_time
+from scheduling.planning import SiteCalendar
 from scheduling.resources import BusyIndex, Resources, RoomSpec
 
 M = TypeVar("M", bound=Model)
@@ -88,6 +89,31 @@ def site_calendar(site: Site, *, first: date, last: date) -> SiteCalendar:
         hours=tuple((h.weekday, h.opens, h.closes) for h in hours),
         closure_names=tuple(sorted((day, name) for day, name in names.items() if name)),
     )
+
+
+def closed_days(site: Site, first: date, last: date) -> dict[date, str]:
+    """Why the site is closed on each of its closed days in [first, last], in the clinic's
+    words: its closure's reason, the public holiday's name, or the weekday it does not open."""
+    weekdays = set(OpeningHours.objects.filter(site=site).values_list("weekday", flat=True))
+    open_weekdays = weekdays or set(range(5))
+    reasons: dict[date, str] = {}
+    day = first
+    while day <= last:
+        if day.weekday() not in open_weekdays:
+            reasons[day] = f"Closed: not open on {day:%A}s"
+        day += timedelta(days=1)
+    if site.country:
+        years = range(first.year, last.year + 1)
+        found = public_holidays.country_holidays(
+            site.country, subdiv=site.subdivision or None, years=years
+        )
+        for holiday, name in sorted(found.items()):
+            if first <= holiday <= last:
+                reasons[holiday] = f"Closed: {name} (public holiday)"
+    closures = SiteClosure.objects.filter(site=site, date__range=(first, last))
+    for closed, reason in closures.values_list("date", "reason"):
+        reasons[closed] = f"Closed: {reason}" if reason else "Closed (closure date)"
+    return reasons
 
 
 def resources_snapshot(
@@ -156,7 +182,7 @@ def course_resources(
 ) -> Resources:
     names: dict[tuple[str, int], str] = {("room", r.id): r.name for r in rooms}
     for therapist in (dyad.therapist_a, dyad.therapist_b):
-        names[("staff", therapist.pk)] = f"{therapist.get_username()} of {dyad.name}"
+        names[("staff", therapist.pk)] = f"{display_name(therapist)} of {dyad.name}"
     return Resources(
         rooms=rooms, dyad=dyad.therapist_ids, assessors=assessors, busy=busy, names=names
     )
@@ -237,7 +263,7 @@ def board_sessions(
     people = (
         StaffBooking.objects.filter(active=True)
         .select_related("user")
-        .only("session_id", "user__username")
+        .only("session_id", "user__username", "user__first_name", "user__last_name")
         .order_by("user__username")
     )
     # a busy day has hundreds of rows: load only the columns a row shows
@@ -274,7 +300,7 @@ class AttentionItem:
 
 def local_text(moment: datetime, zone: str) -> str:
     """A time as people read it at the site: "Mon 1 Mar 2027 09:00 EST"."""
-    return people_time(moment, ZoneInfo(zone))
+    return clock.local_text(moment, zone)
 
 
 def occurrence_of(session: ScheduledSession) -> int:
@@ -591,8 +617,7 @@ def calendar_rows(site: Site, by: str, user: AnyUser) -> list[tuple[int, str, st
     if sees_own_sessions_only(user):
         people = people.filter(user__pk=_uid(user))
     return [
-        (p.user_id, p.user.get_full_name() or p.user.get_username(), p.role)
-        for p in people.order_by("role", "user__username")
+        (p.user_id, display_name(p.user), p.role) for p in people.order_by("role", "user__username")
     ]
 
 
@@ -680,9 +705,9 @@ def enrol_choices(user: AnyUser) -> dict[str, list[Any]]:
         .order_by("protocol__slug")
     ]
     dyads = [
-        (d.pk, f"{d.site.name}: {d.name}")
+        (d.pk, f"{d.site.name}: {dyad_label(d)}")
         for d in scoped(Dyad.objects.filter(active=True), user)
-        .select_related("site")
+        .select_related("site", "therapist_a", "therapist_b")
         .order_by("site__name", "name")
     ]
     return {"sites": sites, "protocols": protocols, "dyads": dyads}

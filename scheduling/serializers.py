@@ -12,6 +12,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from scheduling.clock import display_name
 from scheduling.models import (
     Course,
     Deviation,
@@ -54,7 +55,7 @@ class StaffOutputSerializer(serializers.Serializer):
     sites = serializers.SerializerMethodField()
 
     def get_name(self, profile: StaffProfile) -> str:
-        return profile.user.get_full_name()
+        return display_name(profile.user)
 
     @extend_schema_field(serializers.ListField(child=serializers.SlugField()))
     def get_sites(self, profile: StaffProfile) -> list[str]:

@@ -19,7 +19,7 @@ from simple_history.utils import bulk_create_with_history
 from protocol.models import ProtocolVersion
 from protocol.selectors import ProtocolNotFound, protocol_spec, protocol_version_get
 from protocol.spec import ProtocolSpec
-from scheduling import selectors
+from scheduling import clock, selectors
 from scheduling.models import (
     AccessLog,
     Course,
@@ -793,7 +793,7 @@ class StatusChange:
 
 def _local_time(moment: datetime, site: Site) -> str:
     """A time as people at the site read it: "Mon 1 Mar 2027 09:00 EST"."""
-    return people_time(moment, ZoneInfo(site.timezone))
+    return clock.local_text(moment, site)
 
 
 def _consequences(

@@ -79,12 +79,24 @@ def today(request: HttpRequest) -> HttpResponse:
         for day in (local_today, local_today + timedelta(days=1))
     ]
     overnight_in = [s for s in sessions if s.start < begin]
+    # each row links to its session, and to its participant where the policy lets the user
+    # see them (never for a blinded assessor): one query for the whole board
+    shown = {p.pk for s in sessions for p in (s.course.participant, s.course.partner) if p}
+    linkable = set(
+        selectors.visible_participants(request.user)
+        .filter(pk__in=shown)
+        .values_list("pk", flat=True)
+    )
     context = {
         "nav": "today",
         "site": site,
         "sites": sites,
         "days": days,
         "overnight_in": overnight_in,
+        "linkable": linkable,
+        # hundreds of rows on a busy day: reverse each address once, not per row
+        "session_url": reverse("session", kwargs={"pk": 1}).removesuffix("1/"),
+        "participant_url": reverse("participant", kwargs={"pk": 1}).removesuffix("1/"),
         "attention": selectors.attention_items(request.user, site, now),
         "zone": site.timezone,
     }
@@ -110,6 +122,10 @@ def site_calendar(request: HttpRequest) -> HttpResponse:
         selectors.calendar_rows(site, by, request.user),
         selectors.calendar_bookings(request.user, site, by, begin, end),
     )
+    closed = selectors.closed_days(site, days[0], days[-1])
+    # each day's column with why it is closed ("" when open), the same for every row
+    columns = [(day, closed.get(day, "")) for day in days]
+    grid = [(row, list(zip(row.days, columns, strict=True))) for row in rows]
     if view == "week":
         earlier, later = days[0] - timedelta(days=7), days[0] + timedelta(days=7)
     else:
@@ -129,6 +145,8 @@ def site_calendar(request: HttpRequest) -> HttpResponse:
         "by": by,
         "days": days,
         "rows": rows,
+        "columns": columns,
+        "grid": grid,
         "today": local_today,
         "earlier": link(earlier),
         "later": link(later),

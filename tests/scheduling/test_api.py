@@ -500,7 +500,7 @@ def test_sites_rooms_staff_and_dyads_are_listed_with_details(client_a, site_a) -
     assert staff == {
         "id": dyad.therapist_a_id,
         "username": dyad.therapist_a.username,
-        "name": "",
+        "name": dyad.therapist_a.username,  # no full name: the user name (one display name)
         "role": "therapist",
         "sites": ["a"],
     }

@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -40,6 +41,13 @@ pytestmark = pytest.mark.django_db
 
 COMMAND = Path(__file__).resolve().parents[2] / "scheduling/management/commands/seed_demo.py"
 PASSWORD = re.compile(r"password (\S+) \(shown only this once\)")
+LOGIN = re.compile(r"^login (\S+) \(([a-z ]+)\): password (\S+) \(shown only this once\)$", re.M)
+LOGINS_LINE = (
+    "demo logins (sign in at /login/): demo-coordinator (coordinator), demo-t1a (therapist), "
+    "demo-assessor1 (remote assessor), demo-night (night attendant); passwords are printed "
+    "once, when made: `manage.py seed_demo --reset-password` prints new ones, "
+    "`manage.py changepassword <user>` sets one"
+)
 TODAY = date(2027, 6, 15)
 MODELS = (
     Site,
@@ -156,8 +164,67 @@ def test_the_coordinator_logs_in_with_the_printed_password(seeded: str) -> None:
     assert user.has_perm("scheduling.change_site")
     assert user.has_perm("protocol.view_protocolversion")
     assert not user.has_perm("scheduling.delete_scheduledsession")
-    # the other staff have no password until someone gives them one
-    assert not User.objects.get(username="demo-t1a").has_usable_password()
+    # staff other than the four demo logins have no password until someone gives them one
+    assert not User.objects.get(username="demo-t1b").has_usable_password()
+    assert not User.objects.get(username="demo-assessor2").has_usable_password()
+
+
+def test_every_role_gets_a_login_printed_with_its_role(seeded: str) -> None:
+    printed = {name: (role, password) for name, role, password in LOGIN.findall(seeded)}
+    assert {name: role for name, (role, _) in printed.items()} == {
+        "demo-coordinator": "coordinator",
+        "demo-t1a": "therapist",
+        "demo-assessor1": "remote assessor",
+        "demo-night": "night attendant",
+    }
+    roles = dict(
+        StaffProfile.objects.filter(user__username__in=printed).values_list(
+            "user__username", "role"
+        )
+    )
+    assert roles == {
+        "demo-coordinator": StaffProfile.Role.COORDINATOR,
+        "demo-t1a": StaffProfile.Role.THERAPIST,
+        "demo-assessor1": StaffProfile.Role.ASSESSOR,
+        "demo-night": StaffProfile.Role.NIGHT_ATTENDANT,
+    }
+    passwords = [password for _, password in printed.values()]
+    assert len(set(passwords)) == 4  # one each, never shared
+    for name, (_, password) in printed.items():
+        user = User.objects.get(username=name)
+        validate_password(password, user)
+        assert user.is_staff == (name == "demo-coordinator")  # the admin: coordinators only
+    assert seeded.rstrip().endswith(LOGINS_LINE)
+
+
+@pytest.mark.parametrize(
+    ("username", "sees"),
+    [
+        ("demo-coordinator", "Today at Demo clinic"),
+        ("demo-t1a", "Today at Demo clinic"),
+        ("demo-assessor1", "Today at Demo clinic"),
+        ("demo-night", "Today at Demo clinic"),
+    ],
+)
+def test_each_demo_login_signs_in_like_make_run_and_lands_on_today(
+    seeded: str, username: str, sees: str, settings: Any
+) -> None:
+    """As `make run` serves it (DEBUG on, so no two-factor step): the login form signs each
+    role in, the landing page leads to Today, and every page in the menu answers (no error
+    page for an assessor or a night attendant)."""
+    settings.DEBUG = True
+    settings.TWO_FACTOR_REQUIRED = False
+    password = {name: password for name, _, password in LOGIN.findall(seeded)}[username]
+    client = Client()
+    signed_in = client.post(reverse("login"), {"username": username, "password": password})
+    assert signed_in.status_code == 302, signed_in.content.decode()[:500]
+    landed = client.get("/", follow=True)
+    assert landed.status_code == 200
+    assert landed.redirect_chain[-1][0] == reverse("today")
+    assert sees in landed.content.decode()
+    menu = re.findall(r'<nav aria-label="Main">(.*?)</nav>', landed.content.decode(), re.S)[0]
+    for link in re.findall(r'href="([^"]+)"', menu):
+        assert client.get(link).status_code == 200, (username, link)
 
 
 def test_a_second_run_changes_nothing(seeded: str) -> None:
@@ -166,7 +233,8 @@ def test_a_second_run_changes_nothing(seeded: str) -> None:
     with time_machine.travel(datetime(2027, 6, 16, 16, tzinfo=UTC), tick=False):
         again = seed()
     assert counts() == before
-    assert again.strip() == "site demo is seeded already: nothing changed"
+    assert again.strip() == f"site demo is seeded already: nothing changed\n{LOGINS_LINE}"
+    assert PASSWORD.search(again) is None  # no password printed again
     assert User.objects.get(username="demo-coordinator").password == password_hash
 
 
@@ -179,8 +247,10 @@ def test_reset_password_gives_a_new_random_password(seeded: str) -> None:
     assert first not in COMMAND.read_text() and second not in COMMAND.read_text()
     assert Client().login(request=HttpRequest(), username="demo-coordinator", password=second)
     assert not Client().login(request=HttpRequest(), username="demo-coordinator", password=first)
-    assert output.startswith("reset demo-coordinator's password ")
-    assert output.count("\n") == 1  # only the password line: nothing else changed
+    assert output.startswith("reset demo-coordinator's (coordinator): password ")
+    # only the four password lines and the logins: nothing else changed
+    assert output.count("\n") == 5
+    assert output.count("(shown only this once)") == 4
 
 
 def test_the_output_never_contains_a_fixed_password(seeded: str) -> None:

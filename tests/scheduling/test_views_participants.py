@@ -30,7 +30,7 @@ def test_the_list_searches_and_filters_and_shows_the_next_session(
     assert "P-001" in everyone and "P-002" in everyone
     assert "P-001" in found and "P-002" not in found
     assert "P-002" in withdrawn and "P-001" not in withdrawn
-    assert "Mon 1 Mar 2027, 10:00" in everyone  # P-001's prep-1, in the site's zone
+    assert "Mon 1 Mar 2027 10:00 EST" in everyone  # P-001's prep-1, in the site's zone, shown
 
 
 def test_the_study_code_search_is_posted_and_never_in_an_address(

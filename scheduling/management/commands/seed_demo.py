@@ -1,5 +1,6 @@
 """A demo clinic to click through after `make run`: a site with rooms, dyads and staff, a
-coordinator login, and a dozen participants at different points of their courses, enrolled and
+login for every role (coordinator, therapist, remote assessor, night attendant), and a dozen
+participants at different points of their courses, enrolled and
 updated through the services like real ones. Safe to re-run: what exists is left alone."""
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ ZONE = "America/New_York"
 WHO = "demo seed"
 #: the demo's courses are under way: those that started before today are back-entries
 BACK_ENTRY = "demo data: a course already under way"
+#: one login per role, so that each view can be tried: user name -> the role's name
+LOGINS = {
+    COORDINATOR: "coordinator",
+    "demo-t1a": "therapist",
+    "demo-assessor1": "remote assessor",
+    "demo-night": "night attendant",
+}
 #: open days tried after a participant's intended start date when it cannot be booked
 START_TRIES = 30
 
@@ -81,15 +89,15 @@ PERMISSION_APPS = ("scheduling", "protocol")
 
 class Command(OneLineErrorCommand):
     help = (
-        "Create the demo clinic (site 'demo'), its staff, a coordinator login and a dozen "
-        "participants at different points of their courses. Safe to re-run."
+        "Create the demo clinic (site 'demo'), its staff, a login for every role and a dozen "
+        "participants at different points of their courses; print the logins. Safe to re-run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--reset-password",
             action="store_true",
-            help=f"give {COORDINATOR} a new random password (printed once)",
+            help=f"give the demo logins ({', '.join(LOGINS)}) new random passwords (printed once)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -98,7 +106,8 @@ class Command(OneLineErrorCommand):
             with transaction.atomic():  # all or nothing: a failed seed leaves no half clinic
                 site = _site(lines)
                 _staff(site, lines)
-                _coordinator(site, lines, reset_password=options["reset_password"])
+                _coordinator(site, lines)
+                _passwords(lines, reset=options["reset_password"])
                 _participants(site, lines)
         except services.BookingConflict as exc:  # someone else is booking at the demo site
             raise CommandError(str(exc)) from exc
@@ -106,6 +115,12 @@ class Command(OneLineErrorCommand):
             self.stdout.write(line)
         if not lines:
             self.stdout.write(f"site {SLUG} is seeded already: nothing changed")
+        self.stdout.write(
+            "demo logins (sign in at /login/): "
+            + ", ".join(f"{name} ({role})" for name, role in LOGINS.items())
+            + "; passwords are printed once, when made: `manage.py seed_demo --reset-password` "
+            "prints new ones, `manage.py changepassword <user>` sets one"
+        )
 
 
 def _site(lines: list[str]) -> Site:
@@ -177,16 +192,14 @@ def _staff(site: Site, lines: list[str]) -> None:
     _profile(night, StaffProfile.Role.NIGHT_ATTENDANT, site, lines)
 
 
-def _coordinator(site: Site, lines: list[str], *, reset_password: bool) -> None:
+def _coordinator(site: Site, lines: list[str]) -> None:
     user, created = User.objects.get_or_create(
         username=COORDINATOR, defaults={"is_staff": True, "first_name": "Demo coordinator"}
     )
-    if created or reset_password:
-        password = secrets.token_urlsafe(16)
-        user.set_password(password)
+    if created:
+        user.set_unusable_password()  # _passwords gives it one and prints it
         user.save(update_fields=["password"])
-        what = f"created user {COORDINATOR} with" if created else f"reset {COORDINATOR}'s"
-        lines.append(f"{what} password {password} (shown only this once)")
+        lines.append(f"created user {COORDINATOR}")
     _profile(user, StaffProfile.Role.COORDINATOR, site, lines)
     wanted = Permission.objects.filter(content_type__app_label__in=PERMISSION_APPS).filter(
         codename__regex=r"^(view|change)_"
@@ -199,6 +212,21 @@ def _coordinator(site: Site, lines: list[str], *, reset_password: bool) -> None:
             f"granted {COORDINATOR} {len(added)} permissions (view and change "
             f"{' and '.join(PERMISSION_APPS)})"
         )
+
+
+def _passwords(lines: list[str], *, reset: bool) -> None:
+    """A random password for each demo login that has none yet (or for all of them with
+    ``reset``), printed once with the role: never a fixed password, even for a demo."""
+    for username, role in LOGINS.items():
+        user = User.objects.get(username=username)
+        if user.has_usable_password() and not reset:
+            continue
+        fresh = not user.has_usable_password()
+        password = secrets.token_urlsafe(16)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        what = f"login {username} ({role})" if fresh else f"reset {username}'s ({role})"
+        lines.append(f"{what}: password {password} (shown only this once)")
 
 
 def _participants(site: Site, lines: list[str]) -> None:
