@@ -4,6 +4,7 @@ error, and the list agrees with the participant's page."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -223,7 +224,9 @@ def test_today_and_the_calendar_show_both_codes_of_a_couple(
     with time_machine.travel(morning, tick=False):
         client.force_login(coordinator_a)
         today = client.get("/today/?site=cpl").content.decode()
-    assert "<strong>C-01</strong> &amp; <strong>C-02</strong>" in today
+    assert "C-01 &amp; C-02 (couple)" in re.sub(r"<[^>]+>", "", today)  # both linked
+    for partner in (couple.participant, couple.partner):
+        assert f'href="/participants/{partner.pk}/"' in today
     day = dosing.start.astimezone(NEW_YORK).date().isoformat()
     client.force_login(coordinator_a)
     calendar = client.get(f"/calendar/?site=cpl&view=week&by=room&date={day}").content.decode()
