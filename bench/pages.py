@@ -61,6 +61,7 @@ os.environ.setdefault("DEBUG", "0")  # time the pages as production serves them
 os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
 # HTTPS stays on as in production; the Client then asks as the TLS proxy would pass requests on
 os.environ.setdefault("BEHIND_TLS_PROXY", "on")
+os.environ.setdefault("TWO_FACTOR_REQUIRED", "off")  # the bench signs in with force_login
 
 import django  # noqa: E402
 

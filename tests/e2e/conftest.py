@@ -86,15 +86,20 @@ def context(browser: Browser, live_server: Any) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
+def page(context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A page of its own; a JavaScript error or a console error on any page it showed fails the
-    test (htmx and the pages' scripts must run cleanly)."""
+    test (htmx and the pages' scripts must run cleanly), except those a test provokes on
+    purpose and names with ``@pytest.mark.console_errors(<regex>, ...)``."""
     opened = context.new_page()
     problems: list[str] = []
+    marker = request.node.get_closest_marker("console_errors")
+    provoked = [re.compile(pattern) for pattern in (marker.args if marker else ())]
 
     def on_console(message: ConsoleMessage) -> None:
         # The browser asks for /favicon.ico by itself; the app has none, and that is no error.
-        if message.type == "error" and not message.location["url"].endswith("/favicon.ico"):
+        if message.type != "error" or message.location["url"].endswith("/favicon.ico"):
+            return
+        if not any(pattern.search(message.text) for pattern in provoked):
             problems.append(f"{opened.url}: console error: {message.text} {message.location}")
 
     opened.on("pageerror", lambda error: problems.append(f"{opened.url}: {error}"))

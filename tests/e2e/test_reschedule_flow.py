@@ -129,3 +129,32 @@ def test_a_preview_after_the_sign_in_ended_goes_to_sign_in_and_back(
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(rf"/sessions/{dosing.pk}/$"))
     expect(page.get_by_role("region", name="Reschedule")).to_be_visible()
+
+
+@pytest.mark.console_errors(r"status of 403 \(Forbidden\)", r"Response Status Error Code 403")
+def test_a_preview_the_server_refuses_says_so_on_the_page(
+    page: Page, screenshot: Shot, course: Course, coordinator_a: Any, site_a: Any
+) -> None:
+    dosing = ScheduledSession.objects.get(course=course, key="dosing-1")
+    before = starts(course)
+    page.goto("/login/")
+    page.get_by_label("User name").fill("coordinator-a")
+    page.get_by_label("Password").fill("test-password-1234")
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/today/$"))
+    page.goto(f"/sessions/{dosing.pk}/")
+    move = page.get_by_role("region", name="Reschedule")
+    problem = page.get_by_role("alert")
+    expect(problem).to_be_hidden()
+
+    # the form's CSRF cookie is gone (cleared by the browser, or another tab signed out):
+    # the server answers 403, which htmx does not swap in
+    page.context.clear_cookies(name=settings.CSRF_COOKIE_NAME)
+    move.get_by_label("New start time").fill("10:00")
+    move.get_by_role("button", name="Preview").click()
+    expect(problem).to_be_visible()
+    expect(problem).to_contain_text("That was refused")
+    expect(problem).to_contain_text("Reload the page")
+    expect(move).to_be_visible()  # the section is still there, as it was
+    screenshot("1-refused-by-the-server")
+    assert starts(course) == before
