@@ -491,6 +491,7 @@ class ParticipantListApi(ListApi):
         data = _valid(self.InputSerializer, request)
         try:
             course = services.participant_enrol(
+                suggest_starts=True,
                 site=data["site"],
                 code=data["code"],
                 protocol_slug=data["protocol"],

@@ -3,6 +3,7 @@ changes with reasons and deviations. Each is one transaction: on any error nothi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -37,6 +38,7 @@ from scheduling.planning import (
     PlannedSession,
     PlanningError,
     ResourceTaken,
+    SiteCalendar,
     local_start,
     nearest_starts,
     opening_hours_problem,
@@ -153,13 +155,14 @@ def enrolment_preview(
     dyad: Dyad | None = None,
     partner_code: str | None = None,
     back_entry_reason: str = "",
+    suggest_starts: bool = False,
 ) -> EnrolmentPlan:
     """Check an enrolment and plan its course against the site's calendar and bookings, as
     ``participant_enrol`` would, storing nothing. Raises SchedulingError with field errors."""
     version, spec = _enrolment_checks(
         site, code, protocol_slug, start_date, dyad, partner_code, back_entry_reason
     )
-    planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad)
+    planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad, suggest=suggest_starts)
     return EnrolmentPlan(version=version, dyad=chosen, planned=planned)
 
 
@@ -243,6 +246,7 @@ def participant_enrol(
     partner_code: str | None = None,
     contact: dict[str, Any] | None = None,
     back_entry_reason: str = "",
+    suggest_starts: bool = False,
 ) -> Course:
     """Create the participant (and partner, for couples), plan the whole course with the site's
     calendar and existing bookings, and store every session with its room and staff.
@@ -258,7 +262,7 @@ def participant_enrol(
     )
     if problems:
         raise SchedulingError({name: [message] for name, message in problems.items()})
-    planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad)
+    planned, chosen = _plan_with_some_dyad(site, spec, start_date, dyad, suggest=suggest_starts)
     why = _enrolment_reason(site, start_date, back_entry_reason)
     try:
         with transaction.atomic():  # another enrolment may take the code meanwhile
@@ -300,11 +304,18 @@ def participant_enrol(
     return course
 
 
+#: how far past a refused start date the nearest start dates that work are looked for
+SUGGEST_DAYS = 14
+#: how many of them a refusal names
+SUGGEST_COUNT = 3
+
+
 def _plan_with_some_dyad(
-    site: Site, spec: ProtocolSpec, start: date, dyad: Dyad | None
+    site: Site, spec: ProtocolSpec, start: date, dyad: Dyad | None, *, suggest: bool = False
 ) -> tuple[PlannedCourse, Dyad]:
     """Plan with the chosen dyad, or with the site's dyads in order of fewest active courses
-    until one can take the whole course. A failure names the session and what is missing."""
+    until one can take the whole course. A failure names the session and what is missing and,
+    with ``suggest``, the nearest later start dates (within SUGGEST_DAYS) that would work."""
     if dyad is not None:
         candidates = [dyad]
     else:
@@ -317,23 +328,60 @@ def _plan_with_some_dyad(
         if not candidates:
             raise _fail("dyad", f"{site.slug} has no active therapist dyad")
     first, last = selectors.planning_horizon(start, spec)
-    calendar = selectors.site_calendar(site, first=first.date(), last=last.date())
+    reach = last + timedelta(days=SUGGEST_DAYS if suggest else 0)
+    calendar = selectors.site_calendar(site, first=first.date(), last=reach.date())
     rooms = selectors.site_rooms(site)
     assessors = selectors.site_assessor_ids(site)
     busy = selectors.resources_snapshot(
-        site, dyads=candidates, begin=first, until=last, assessors=assessors
+        site, dyads=candidates, begin=first, until=reach, assessors=assessors
     )
-    problems: list[tuple[str, str]] = []
-    for candidate in candidates:
-        resources = selectors.course_resources(site, candidate, busy, rooms, assessors)
-        resources.party_size = 2 if spec.couples else 1
-        try:
-            return plan_course(spec, start, calendar, resources=resources), candidate
-        except PlanningError as exc:
-            problems.append((candidate.name, str(exc)))
-    if len({message for _, message in problems}) == 1:  # the same for every dyad: say it once
-        raise _fail("start_date", problems[0][1])
-    raise SchedulingError({"start_date": [f"{name}: {message}" for name, message in problems]})
+
+    def attempt(day: date) -> tuple[PlannedCourse, Dyad] | list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        for candidate in candidates:
+            resources = selectors.course_resources(site, candidate, busy, rooms, assessors)
+            resources.party_size = 2 if spec.couples else 1
+            try:
+                return plan_course(spec, day, calendar, resources=resources), candidate
+            except PlanningError as exc:
+                problems.append((candidate.name, str(exc)))
+        return problems
+
+    tried = attempt(start)
+    if isinstance(tried, tuple):
+        return tried
+    hint = _nearest_course_starts(start, calendar, attempt) if suggest else ""
+    if len({message for _, message in tried}) == 1:  # the same for every dyad: say it once
+        raise _fail("start_date", tried[0][1] + hint)
+    messages = [f"{name}: {message}" for name, message in tried]
+    if hint:
+        messages.append(hint.strip())
+    raise SchedulingError({"start_date": messages})
+
+
+def _nearest_course_starts(
+    start: date,
+    calendar: SiteCalendar,
+    attempt: Callable[[date], tuple[PlannedCourse, Dyad] | list[tuple[str, str]]],
+) -> str:
+    """ " Nearest start dates that work: ..." for a refusal: the next open days after ``start``
+    on which some dyad can take the whole course, as the same planner books it."""
+    found: list[str] = []
+    for offset in range(1, SUGGEST_DAYS + 1):
+        day = start + timedelta(days=offset)
+        if calendar.closed_because(day) is not None:
+            continue
+        tried = attempt(day)
+        if isinstance(tried, tuple):
+            found.append(f"{people_day(day)} (with {tried[1].name})")
+            if len(found) == SUGGEST_COUNT:
+                break
+    if not found:
+        return (
+            f" No start in the {SUGGEST_DAYS} days after it works either: choose a later "
+            "date, or add a dyad or a room."
+        )
+    return f" Nearest start dates that work: {', '.join(found)}."
 
 
 def _store_sessions(

@@ -241,7 +241,7 @@ def participant_new(request: HttpRequest) -> HttpResponse:
             "back_entry_reason": form.given_back_entry_reason(),
         }
         try:
-            plan = services.enrolment_preview(**arguments)
+            plan = services.enrolment_preview(**arguments, suggest_starts=True)
             digest = _digest(plan)
             changed = action == "confirm" and request.POST.get("digest") != digest
             if action == "confirm" and not changed:

@@ -23,7 +23,7 @@ from scheduling.models import (
     StaffBooking,
     Unavailability,
 )
-from scheduling.services import SchedulingError, participant_enrol
+from scheduling.services import SchedulingError, enrolment_preview, participant_enrol
 from tests.conftest import make_site
 
 pytestmark = pytest.mark.django_db
@@ -264,6 +264,39 @@ def test_a_busy_dyad_is_skipped(site_a, coordinator_a) -> None:
     assert course.dyad == second
     prep = ScheduledSession.objects.get(course=course, key="prep-1")
     assert staff_of(prep) == set(second.therapist_ids)
+
+
+def test_a_refused_start_names_the_nearest_start_dates_that_work(site_a, coordinator_a) -> None:
+    # every therapist of the site is away on the start date, and Tuesday's too
+    for dyad in Dyad.objects.filter(site=site_a):
+        for therapist in (dyad.therapist_a, dyad.therapist_b):
+            Unavailability.objects.create(
+                user=therapist,
+                start=datetime(2027, 3, 1, tzinfo=NEW_YORK),
+                end=datetime(2027, 3, 3, tzinfo=NEW_YORK),
+                reason="training",
+            )
+    before = counts()
+    with pytest.raises(SchedulingError) as caught:
+        enrolment_preview(
+            site=site_a,
+            code="P-001",
+            protocol_slug="mapp-ptsd",
+            start_date=START,
+            suggest_starts=True,
+        )
+    said = " ".join(caught.value.errors["start_date"])
+    assert "Nearest start dates that work: Wed 3 Mar 2027 (with " in said
+    assert "Thu 4 Mar 2027" in said
+    assert "Tue 2 Mar 2027" not in said  # still away
+    assert counts() == before
+    # each date it names really takes the course
+    course = enrol(site_a, "P-001", coordinator_a, start=date(2027, 3, 3))
+    assert course.start_date == date(2027, 3, 3)
+    # without asking (bulk enrolment, the demo's seeding) no further dates are tried
+    with pytest.raises(SchedulingError) as plain:
+        enrolment_preview(site=site_a, code="P-002", protocol_slug="mapp-ptsd", start_date=START)
+    assert "Nearest start dates" not in " ".join(plain.value.errors["start_date"])
 
 
 # --- failures store nothing ----------------------------------------------------------------

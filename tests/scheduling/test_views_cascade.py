@@ -226,6 +226,7 @@ def test_today_and_the_calendar_show_both_codes_of_a_couple(
         today = client.get("/today/?site=cpl").content.decode()
     assert "C-01 &amp; C-02 (couple)" in re.sub(r"<[^>]+>", "", today)  # both linked
     for partner in (couple.participant, couple.partner):
+        assert partner is not None
         assert f'href="/participants/{partner.pk}/"' in today
     day = dosing.start.astimezone(NEW_YORK).date().isoformat()
     client.force_login(coordinator_a)

@@ -1,12 +1,14 @@
 """The enrolment page: the planned course is previewed (with anything worth a look) before it
 is confirmed; errors show in place and nothing is stored; only coordinators and admins enrol."""
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
 
-from scheduling.models import Course, Dyad, Participant, ScheduledSession
+from scheduling.models import Course, Dyad, Participant, ScheduledSession, Unavailability
 from tests.conftest import enrol_mapp, make_site, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -155,3 +157,21 @@ def test_the_dyad_choices_are_the_users_sites_only(
         assert "Select a valid choice" in paragraph
     assert not Participant.objects.exists()
     assert not Course.objects.exists()
+
+
+def test_a_refused_start_on_the_page_names_the_nearest_dates_that_work(
+    client: Client, coordinator_a, site_a
+) -> None:
+    zone = ZoneInfo(site_a.timezone)
+    for dyad in Dyad.objects.filter(site=site_a):
+        for therapist in (dyad.therapist_a, dyad.therapist_b):
+            Unavailability.objects.create(
+                user=therapist,
+                start=datetime(2027, 3, 1, tzinfo=zone),
+                end=datetime(2027, 3, 2, tzinfo=zone),
+                reason="training",
+            )
+    client.force_login(coordinator_a)
+    page = client.post("/participants/new/", fields(action="preview")).content.decode()
+    assert "Nearest start dates that work: Tue 2 Mar 2027 (with " in page
+    assert not Participant.objects.exists()
