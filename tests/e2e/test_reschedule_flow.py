@@ -24,6 +24,15 @@ __all__ = ["course"]  # the fixture, shared with the staff flows
 Shot = Callable[[str], Path]
 
 
+def sign_in(page: Page) -> None:
+    """Sign in through the login form as the site's coordinator; lands on Today."""
+    page.goto("/login/")
+    page.get_by_label("User name").fill("coordinator-a")
+    page.get_by_label("Password").fill("test-password-1234")
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/today/$"))
+
+
 def test_a_move_outside_opening_hours_is_refused_then_a_valid_move_is_previewed_and_applied(
     page: Page, screenshot: Shot, course: Course, coordinator_a: Any, site_a: Any
 ) -> None:
@@ -32,12 +41,7 @@ def test_a_move_outside_opening_hours_is_refused_then_a_valid_move_is_previewed_
     weekday = f"{day:%A}s"
     before = starts(course)
 
-    # log in as a coordinator would
-    page.goto("/login/")
-    page.get_by_label("User name").fill("coordinator-a")
-    page.get_by_label("Password").fill("test-password-1234")
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/today/$"))
+    sign_in(page)  # as a coordinator would, through the form
 
     page.goto(f"/participants/{course.participant_id}/")
     page.get_by_role("link", name=dosing.title, exact=True).click()
@@ -107,11 +111,7 @@ def test_a_preview_after_the_sign_in_ended_goes_to_sign_in_and_back(
     page: Page, screenshot: Shot, course: Course, coordinator_a: Any, site_a: Any
 ) -> None:
     dosing = ScheduledSession.objects.get(course=course, key="dosing-1")
-    page.goto("/login/")
-    page.get_by_label("User name").fill("coordinator-a")
-    page.get_by_label("Password").fill("test-password-1234")
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/today/$"))
+    sign_in(page)
     page.goto(f"/sessions/{dosing.pk}/")
     move = page.get_by_role("region", name="Reschedule")
     expect(move).to_be_visible()
@@ -137,11 +137,7 @@ def test_a_preview_the_server_refuses_says_so_on_the_page(
 ) -> None:
     dosing = ScheduledSession.objects.get(course=course, key="dosing-1")
     before = starts(course)
-    page.goto("/login/")
-    page.get_by_label("User name").fill("coordinator-a")
-    page.get_by_label("Password").fill("test-password-1234")
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/today/$"))
+    sign_in(page)
     page.goto(f"/sessions/{dosing.pk}/")
     move = page.get_by_role("region", name="Reschedule")
     problem = page.get_by_role("alert")
