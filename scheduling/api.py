@@ -396,7 +396,10 @@ class ParticipantListApi(ListApi):
             help_text="The partner's study code; couples protocols only.",
         )
         email = serializers.EmailField(
-            required=False, allow_blank=True, help_text="For reminders by email."
+            max_length=Participant._meta.get_field("email").max_length,  # the column's 254
+            required=False,
+            allow_blank=True,
+            help_text="For reminders by email.",
         )
         phone = serializers.CharField(
             max_length=30, required=False, allow_blank=True, help_text="For reminders by SMS."

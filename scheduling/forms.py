@@ -170,7 +170,11 @@ class EnrolForm(forms.Form):
         validators=[STUDY_CODE],
         help_text="Couples protocols only.",
     )
-    email = forms.EmailField(required=False, help_text="For reminders; optional.")
+    email = forms.EmailField(
+        required=False,
+        max_length=Participant._meta.get_field("email").max_length,  # the column's 254
+        help_text="For reminders; optional.",
+    )
     phone = forms.CharField(required=False, max_length=30, help_text="For reminders; optional.")
     preferred_channel = forms.ChoiceField(
         label="Reminders by", choices=Participant.Channel.choices, initial="none"
