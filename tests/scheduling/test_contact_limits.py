@@ -1,5 +1,5 @@
-"""Review of issue 9 (R2): inputs the new doors take never end in a server error, and what
-they refuse changes nothing."""
+"""Contact details at enrolment are held to the columns that store them, on the page and in
+the API: a value too long is a field error, never a server error, and nothing is stored."""
 
 from __future__ import annotations
 
