@@ -687,6 +687,21 @@ def _length(template: SessionSpec) -> str:
     return " ".join(part for part in (article, size, kind, "session") if part)
 
 
+def tied_to(spec: ProtocolSpec, template_key: str) -> set[str]:
+    """Template keys that only make sense with ``template_key``: anchored on it directly and on
+    one fixed day after it, the session the next morning after an overnight stay and the daily
+    phone check-ins. Cancelling or missing the anchor cancels them with it; rebooking it books
+    them again; missed on their own they are not made up later. Every other dependent (later
+    integrations, the next dosing) has a window of its own and stays planned until the anchor
+    is rebooked, which re-plans it."""
+    return {
+        t.key
+        for t in spec.sessions
+        if t.timing.anchor == template_key
+        and (t.timing.next_morning or t.timing.earliest_days == t.timing.latest_days)
+    }
+
+
 def people_day(day: date) -> str:
     """A date as people read it: "Mon 28 Dec 2026"."""
     return f"{day:%a} {day.day} {day:%b %Y}"

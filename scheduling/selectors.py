@@ -46,7 +46,7 @@ from scheduling.models import (
     StaffProfile,
     Unavailability,
 )
-from scheduling.planning import SiteCalendar
+from scheduling.planning import SiteCalendar, tied_to
 from scheduling.resources import BusyIndex, Resources, RoomSpec
 
 M = TypeVar("M", bound=Model)
@@ -369,17 +369,30 @@ def _gaps(
     sessions: QuerySet[ScheduledSession], zone: str, now: datetime
 ) -> tuple[list[AttentionItem], list[AttentionItem]]:
     """Cancelled or missed sessions that their active course still needs (their window is not
-    over, or other sessions are planned from them) with no open session in their place (the
-    same course, template and occurrence), and the open sessions anchored on one of them.
+    over, other sessions are planned from them, or the course cannot be completed without them:
+    the rule that completes a course, ``services.still_needed``) with no open session in their
+    place (the same course, template and occurrence), and the open sessions anchored on one of
+    them.
 
     Sessions cancelled or missed together with their anchor are folded into the anchor's item:
     rebooking the anchor re-plans them. A daily call missed last month is a recorded deviation,
-    not a to-do."""
+    not a to-do: calls and next mornings (``tied_to`` their anchor) are not made up later."""
     gone = list(
         sessions.filter(status__in=GONE, course__status=Course.Status.ACTIVE, superseded=False)
-        .select_related("course__participant")
+        .select_related("course__participant", "course__protocol_version__protocol")
         .order_by("start", "key")
     )
+    specs: dict[int, ProtocolSpec] = {}
+
+    def made_up_later(session: ScheduledSession) -> bool:
+        """Whether the course waits for this session whatever the date (not tied to its
+        anchor): until it is rebooked, or the course ended, the course cannot complete."""
+        version = session.course.protocol_version
+        if version.pk not in specs:
+            specs[version.pk] = protocol_spec(version)
+        anchor = session.anchor_key
+        return not (anchor and session.template_key in tied_to(specs[version.pk], anchor))
+
     if not gone:
         return [], []
     courses = {s.course_id for s in gone}
@@ -396,7 +409,7 @@ def _gaps(
         s
         for s in gone
         if (s.course_id, s.template_key, occurrence_of(s)) not in in_place
-        and (s.window_end >= today or (s.course_id, s.template_key) in anchors)
+        and (s.window_end >= today or (s.course_id, s.template_key) in anchors or made_up_later(s))
     ]
     # a template whose first occurrence is gone with nothing in its place anchors nothing
     dead = {(s.course_id, s.template_key): s for s in missing if occurrence_of(s) == 1}

@@ -45,6 +45,7 @@ from scheduling.planning import (
     people_day,
     people_time,
     plan_course,
+    tied_to,
 )
 from scheduling.resources import Booking
 from scheduling.validators import (
@@ -793,20 +794,6 @@ TERMINAL = {
 }
 #: statuses that close a session without it having happened (a reason and a deviation)
 CLOSED_UNHELD = (ScheduledSession.Status.CANCELLED, ScheduledSession.Status.MISSED)
-
-
-def tied_to(spec: ProtocolSpec, template_key: str) -> set[str]:
-    """Template keys that only make sense with ``template_key``: anchored on it directly and on
-    one fixed day after it, the session the next morning after an overnight stay and the daily
-    phone check-ins. Cancelling or missing the anchor cancels them with it; rebooking it books
-    them again. Every other dependent (later integrations, the next dosing) has a window of its
-    own and stays planned until the anchor is rebooked, which re-plans it."""
-    return {
-        t.key
-        for t in spec.sessions
-        if t.timing.anchor == template_key
-        and (t.timing.next_morning or t.timing.earliest_days == t.timing.latest_days)
-    }
 
 
 class Outcome(StrEnum):

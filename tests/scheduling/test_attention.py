@@ -114,6 +114,23 @@ def test_an_anchor_is_needed_after_its_window_too(site_a, coordinator_a) -> None
     assert [i.session.key for i in items["unreplaced"]] == ["dosing-1"]
 
 
+def test_a_missed_session_the_course_waits_for_stays_listed_after_its_window(
+    site_a, coordinator_a
+) -> None:
+    """The attention list and the rule that completes a course agree: a missed integration is
+    made up later (not tied to its anchor's day), so the course cannot complete without it; it
+    stays listed after its window until it is rebooked or the course is ended."""
+    course = enrol_mapp(site_a, "P-001", coordinator_a)
+    missed = row(course, "integration-1b")
+    with once_over(missed):
+        session_set_status(session=missed, status="missed", reason="unwell", by=coordinator_a)
+    later = datetime.combine(missed.window_end + timedelta(days=10), datetime.min.time(), UTC)
+    items = attention_items(coordinator_a, site_a, later)
+    assert [i.session.key for i in items["unreplaced"]] == ["integration-1b"]
+    course.refresh_from_db()
+    assert course.status == Course.Status.ACTIVE  # and it cannot complete while it is missing
+
+
 def test_dependents_cancelled_with_their_anchor_fold_into_its_item(site_a, coordinator_a):
     course = enrol_mapp(site_a, "P-001", coordinator_a)
     cancel(course, "dosing-1", coordinator_a)  # the next morning and five calls go with it

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import IntegrityError, transaction
 
-from scheduling import services
+from scheduling import planning, services
 from scheduling.models import (
     Course,
     Deviation,
@@ -66,9 +66,9 @@ def state() -> list[Any]:
 
 
 def test_tied_templates_come_from_the_protocol(mapp_spec, couples_spec) -> None:
-    assert services.tied_to(mapp_spec, "dosing-1") == {"integration-1a", "phone-1"}
-    assert services.tied_to(mapp_spec, "baseline") == set()
-    assert services.tied_to(couples_spec, "dosing-1") == {"conjoint-1a"}
+    assert planning.tied_to(mapp_spec, "dosing-1") == {"integration-1a", "phone-1"}
+    assert planning.tied_to(mapp_spec, "baseline") == set()
+    assert planning.tied_to(couples_spec, "dosing-1") == {"conjoint-1a"}
 
 
 def test_the_preview_says_what_happens_to_each_dependent_and_stores_nothing(
