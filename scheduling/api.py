@@ -687,6 +687,19 @@ def _session_output(pk: int) -> Response:
     return Response(SessionDetailOutputSerializer(_session_rows().get(pk=pk)).data)
 
 
+def _outside_hours_field() -> serializers.BooleanField:
+    return serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Book outside the site's opening hours or onto a closed day on purpose. Without it "
+            "such a time is refused (400, on `start`, naming the rule). Only where the site "
+            "allows out-of-hours moves; needs a reason; recorded as an `outside_hours` "
+            "deviation."
+        ),
+    )
+
+
 class SessionRescheduleApi(ActionApi):
     @extend_schema_serializer(component_name="SessionReschedule")
     class InputSerializer(serializers.Serializer):
@@ -700,16 +713,7 @@ class SessionRescheduleApi(ActionApi):
         dry_run = serializers.BooleanField(
             required=False, default=False, help_text="Only show what would move."
         )
-        outside_hours = serializers.BooleanField(
-            required=False,
-            default=False,
-            help_text=(
-                "Move outside the site's opening hours or onto a closed day on purpose. "
-                "Without it such a move is refused (400, on `start`, naming the rule). Only "
-                "where the site allows out-of-hours moves; needs a reason; recorded as an "
-                "`outside_hours` deviation."
-            ),
-        )
+        outside_hours = _outside_hours_field()
 
     @extend_schema(
         request=InputSerializer,
@@ -852,6 +856,7 @@ class SessionRebookApi(ActionApi):
         dry_run = serializers.BooleanField(
             required=False, default=False, help_text="Only show what would be booked and moved."
         )
+        outside_hours = _outside_hours_field()
 
     @extend_schema(
         request=InputSerializer,
@@ -882,6 +887,7 @@ class SessionRebookApi(ActionApi):
             start=data["start"],
             reason=data["reason"],
             dry_run=data["dry_run"],
+            outside_hours=data["outside_hours"],
             by=request.user,
         )
         return Response(RebookOutputSerializer(result).data)

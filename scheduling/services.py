@@ -1175,13 +1175,15 @@ def session_rebook(
     by: User | None,
     reason: str = "",
     dry_run: bool = False,
+    outside_hours: bool = False,
 ) -> RebookResult:
     """Give a cancelled or missed session a new date. The cancelled session stays as it is
     (its calendar event stays cancelled); a new session with the same key and a new calendar
     identity takes its place (``replaces``), and so do the sessions cancelled with it
     (``tied_to``: the next morning, the phone check-ins). Then ``session_reschedule`` places it
     at ``start`` and re-plans everything anchored on it, as a move would: windows and resources
-    checked, leaving the window needs a reason. A dry run says what would happen, stores
+    checked, leaving the window needs a reason, and so does leaving the opening hours where
+    the site allows it (``outside_hours``). A dry run says what would happen, stores
     nothing."""
     if start.tzinfo is None:
         raise _fail("start", "give the time with its UTC offset, e.g. 2027-03-01T09:00:00-05:00")
@@ -1221,7 +1223,12 @@ def session_rebook(
                 _save(closed, by, why)
                 replacements[closed.pk] = _save(_replacement(closed), by, why)
             moves = session_reschedule(
-                session=replacements[old.pk], start=start, by=by, reason=reason, dry_run=dry_run
+                session=replacements[old.pk],
+                start=start,
+                by=by,
+                reason=reason,
+                dry_run=dry_run,
+                outside_hours=outside_hours,
             )
             new_ids = {s.pk for s in replacements.values()}
             result = RebookResult(

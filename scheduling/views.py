@@ -466,7 +466,11 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         zone=zone,
         outside_hours_allowed=allowed,
     )
-    rebook = RebookForm(initial={"date": local.date(), "time": local.time()}, zone=zone)
+    rebook = RebookForm(
+        initial={"date": local.date(), "time": local.time()},
+        zone=zone,
+        outside_hours_allowed=allowed,
+    )
     status = StatusForm()
     preview = status_preview = rebook_preview = None
     may = {
@@ -494,7 +498,7 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 messages.success(request, _status_message(status_preview))
                 return redirect("session", pk=found.pk)
     elif action in ("rebook-preview", "rebook"):
-        rebook = RebookForm(request.POST, zone=zone)
+        rebook = RebookForm(request.POST, zone=zone, outside_hours_allowed=allowed)
         if rebook.is_valid():
             rebook_preview = _rebook(request, found, rebook, apply=action == "rebook")
             if rebook_preview is not None and rebook_preview.applied:
@@ -569,6 +573,7 @@ def _rebook(
             session=session,
             start=form.start(),
             reason=form.cleaned_data["reason"],
+            outside_hours=form.cleaned_data.get("outside_hours", False),
             by=_staff(request),
             dry_run=not apply,
         )

@@ -25,7 +25,12 @@ from scheduling.models import (
     Unavailability,
 )
 from scheduling.planning import SiteCalendar, opening_hours_problem
-from scheduling.services import BookingConflict, SchedulingError, session_reschedule
+from scheduling.services import (
+    BookingConflict,
+    SchedulingError,
+    session_reschedule,
+    session_set_status,
+)
 from tests.conftest import enrol_mapp
 
 pytestmark = pytest.mark.django_db
@@ -386,3 +391,33 @@ def test_a_move_years_away_says_to_check_the_year(site_a: Any, coordinator_a: An
     assert "more than the protocol's maximum of 18 weeks: choose an earlier date (check the " in (
         message
     )
+
+
+def test_rebooking_keeps_the_opening_hours_and_their_override(
+    site_a: Any, coordinator_a: Any
+) -> None:
+    """A rebooking places the new session as a move would: outside the hours it is refused
+    with the rule, and where the site allows it the override (with a reason) is offered on
+    the page and taken by the API, recorded as a deviation."""
+    course = enrol_mapp(site_a, "P-001", coordinator_a)
+    prep = row(course, "prep-2")
+    session_set_status(session=prep, status="cancelled", reason="ill", by=coordinator_a)
+    evening = at(prep, 19, 0, days=1)
+    api = APIClient()
+    api.force_authenticate(coordinator_a)
+    url = f"/api/sessions/{prep.pk}/rebook/"
+    refused = api.post(url, {"start": evening.isoformat()}, format="json")
+    assert refused.status_code == 400
+    assert "closes at 18:00" in refused.json()["start"][0]
+    site_a.allow_out_of_hours_moves = True
+    site_a.save()
+    client = Client()
+    client.force_login(coordinator_a)
+    page = client.get(f"/sessions/{prep.pk}/").content.decode()
+    assert "Outside opening hours, on purpose" in page.split('id="rebook-section"')[1]
+    body = {"start": evening.isoformat(), "outside_hours": True, "reason": "evening only"}
+    done = api.post(url, body, format="json")
+    assert done.status_code == 200, done.json()
+    new = ScheduledSession.objects.get(course=course, key="prep-2", superseded=False)
+    assert new.pk != prep.pk and new.start == evening
+    assert Deviation.objects.filter(session=new, kind=Deviation.Kind.OUTSIDE_HOURS).exists()
