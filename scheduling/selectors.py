@@ -325,7 +325,7 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
         start__gte=now,
         start__lt=now + timedelta(days=14),
         status__in=OPEN,
-    ).select_related("course__participant", "room")
+    ).select_related("course__participant", "course__partner", "room")
     # on (or a day before) the last day of the window, in the site's local days; a one-day
     # window (next morning, daily check-ins) has no slack by design: not news
     edge: list[ScheduledSession] = list(
@@ -352,7 +352,7 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
             "record whether it was completed or missed.",
         )
         for s in sessions.filter(status__in=OPEN, end__lte=now)
-        .select_related("course__participant")
+        .select_related("course__participant", "course__partner")
         .order_by("start", "key")
     ]
     return {
@@ -379,7 +379,9 @@ def _gaps(
     not a to-do: calls and next mornings (``tied_to`` their anchor) are not made up later."""
     gone = list(
         sessions.filter(status__in=GONE, course__status=Course.Status.ACTIVE, superseded=False)
-        .select_related("course__participant", "course__protocol_version__protocol")
+        .select_related(
+            "course__participant", "course__partner", "course__protocol_version__protocol"
+        )
         .order_by("start", "key")
     )
     specs: dict[int, ProtocolSpec] = {}
@@ -437,7 +439,7 @@ def _gaps(
     orphaned = []
     open_rows = (
         sessions.filter(course__in=courses, status__in=OPEN)
-        .select_related("course__participant")
+        .select_related("course__participant", "course__partner")
         .order_by("start", "key")
     )
     for s in open_rows:

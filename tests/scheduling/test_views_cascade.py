@@ -315,3 +315,15 @@ def test_api_therapists_may_not_withdraw(course: Course, site_a: Site) -> None:
     client.force_authenticate(outsider)
     assert client.post(url, {"reason": "x"}, format="json").status_code == 404
     assert Participant.objects.get(pk=course.participant_id).status == "enrolled"
+
+
+def test_todays_attention_list_names_both_partners_of_a_joint_session(
+    client: Client, couple: Course, coordinator_a: Any
+) -> None:
+    first = couple.sessions.filter(superseded=False).order_by("start").first()
+    assert first is not None
+    with time_machine.travel(first.end + timedelta(hours=2), tick=False):
+        client.force_login(coordinator_a)
+        today = client.get("/today/?site=cpl").content.decode()
+    overdue = today.split('id="attention-overdue"')[1].split("</ul>")[0]
+    assert "<strong>C-01</strong> &amp; <strong>C-02</strong>" in overdue
