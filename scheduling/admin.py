@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib import admin, messages
@@ -22,6 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from simple_history.template_utils import HistoricalRecordContextHelper
 
 from protocol.admin import ProtocolAdmin, ProtocolVersionAdmin, SessionTemplateInline
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
@@ -64,6 +65,17 @@ if TYPE_CHECKING:  # simple_history has no type hints: describe the part used he
 
 else:
     from simple_history.admin import SimpleHistoryAdmin as _HistoryAdmin
+
+
+class LocalTimesHistoryHelper(HistoricalRecordContextHelper):  # type: ignore[misc]
+    """The history table's "changes" column: a date-time that changed is shown as people
+    read it, in the record's site's zone (else the active one) with the zone shown, not as
+    the stored UTC value ("2027-01-05 14:00:00+00:00")."""
+
+    def prepare_delta_change_value(self, change: Any, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return clock.local_text(value, self.record)
+        return super().prepare_delta_change_value(change, value)
 
 
 def _scoped_choices(db_field: Any, request: HttpRequest, kwargs: dict[str, Any]) -> None:
@@ -220,6 +232,11 @@ class HistoryAdmin(PolicyMixin, _HistoryAdmin[M]):
                 request, object_id, form_url, extra_context
             ),
         )
+
+    def get_historical_record_context_helper(
+        self, request: HttpRequest, historical_record: Any
+    ) -> LocalTimesHistoryHelper:
+        return LocalTimesHistoryHelper(self.model, historical_record)
 
     def history_form_view(
         self,

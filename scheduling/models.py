@@ -95,6 +95,16 @@ class OpeningHours(models.Model):
     def __str__(self) -> str:
         return f"{self.get_weekday_display()} {self.opens:%H:%M}-{self.closes:%H:%M}"
 
+    def clean(self) -> None:
+        # the check constraint's own words ("Constraint ... is violated") say nothing to staff
+        if self.opens is not None and self.closes is not None and self.opens >= self.closes:
+            raise ValidationError(
+                {
+                    "closes": f"The site must close after it opens: choose a time after "
+                    f"{self.opens:%H:%M}."
+                }
+            )
+
 
 class SiteClosure(models.Model):
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="closures")
@@ -183,6 +193,11 @@ class Dyad(models.Model):
             person = getattr(self, f"{name}_id")
             if site and person and not StaffProfile.objects.filter(user_id=person, sites=site):
                 errors[name] = "Choose a therapist who works at this dyad's site."
+        if self.therapist_a_id and self.therapist_a_id == self.therapist_b_id:
+            errors.setdefault(
+                "therapist_b",
+                "A dyad is two different therapists: choose someone other than the first.",
+            )
         if errors:
             raise ValidationError(errors)
 
@@ -210,6 +225,12 @@ class Unavailability(models.Model):
     def __str__(self) -> str:
         # a person may work at several sites: the active zone (the admin's), shown
         return f"{self.user} {local_text(self.start)} to {local_text(self.end)}"
+
+    def clean(self) -> None:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValidationError(
+                {"end": "The unavailability must end after it starts: choose a later end."}
+            )
 
 
 class Participant(models.Model):

@@ -353,7 +353,10 @@ def _plan_with_some_dyad(
         return tried
     hint = _nearest_course_starts(start, calendar, attempt) if suggest else ""
     if len({message for _, message in tried}) == 1:  # the same for every dyad: say it once
-        raise _fail("start_date", tried[0][1] + hint)
+        said = tried[0][1]
+        if hint and not said.endswith("."):
+            said += "."  # the refusal and the dates that work are two sentences
+        raise _fail("start_date", said + hint)
     messages = [f"{name}: {message}" for name, message in tried]
     if hint:
         messages.append(hint.strip())
@@ -544,6 +547,14 @@ def session_reschedule(
     _check_local_start(start, site)
     if not session.is_open:
         raise _fail("start", f"{session.key} is {session.status} and cannot be moved")
+    now = timezone.now()
+    if start < now:
+        zone = ZoneInfo(site.timezone)
+        raise _fail(
+            "start",
+            f"{people_time(start, zone)} has passed (it is now {people_time(now, zone)}): "
+            "choose a time from now on (if it took place, mark it completed instead).",
+        )
     spec = protocol_spec(course.protocol_version)
     replan = dependents_of(spec, session.template_key) | {session.template_key}
     fixed: dict[str, datetime] = {}

@@ -4,6 +4,7 @@ that one input gets one answer whichever way it comes in."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -35,9 +36,22 @@ def plausible_date(day: dt.date) -> None:
         )
 
 
+#: a phone number as people write one: digits with + ( ) . - / and spaces, at least 7 digits
+PHONE = re.compile(r"\+?[0-9 ().\-/]+")
+PHONE_MIN_DIGITS = 7
+
+
 def reminder_contact_errors(channel: str, email: str, phone: str) -> dict[str, str]:
-    """The reminder channel needs its address: SMS a phone number, email an email address.
-    Field name -> message (the field to fill in), empty when the contact details fit."""
+    """The reminder channel needs its address: SMS a phone number, email an email address;
+    a phone given is a phone number. Field name -> message (the field to fill in), empty when
+    the contact details fit."""
+    given = phone.strip()
+    digits = sum(c.isdigit() for c in given)
+    if given and (PHONE.fullmatch(given) is None or digits < PHONE_MIN_DIGITS):
+        return {
+            "phone": "Enter the phone number with its digits (at least 7), e.g. +1 555 010 0100; "
+            "or leave it empty."
+        }
     if channel == "sms" and not phone.strip():
         return {"phone": "Reminders by SMS need a phone number: give one, or choose another way."}
     if channel == "email" and not email.strip():

@@ -4,6 +4,7 @@ templates. Another site's objects are a 404."""
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -394,8 +395,8 @@ def _participant_course(request: HttpRequest, found: Participant) -> Course:
     course_id = _param(request, "course", 18, posted=True)
     courses = access.scope(Course.objects.all(), request.user, access.Action.END)
     course = (
-        courses.filter(Q(participant=found) | Q(partner=found), pk=course_id).first()
-        if course_id.isdigit()
+        courses.filter(Q(participant=found) | Q(partner=found), pk=int(course_id)).first()
+        if re.fullmatch(r"[0-9]{1,18}", course_id)  # not str.isdigit(): "²" is a digit there
         else None
     )
     if course is None:

@@ -21,7 +21,14 @@ from django.db.models import Model
 from django.test import Client
 from django.urls import reverse
 
-from scheduling.models import ScheduledSession, Site, SiteClosure, Unavailability
+from scheduling.models import (
+    Dyad,
+    OpeningHours,
+    ScheduledSession,
+    Site,
+    SiteClosure,
+    Unavailability,
+)
 from scheduling.services import access_log_record, session_set_status
 from tests.conftest import enrol_mapp, once_over
 
@@ -375,3 +382,39 @@ def test_implausible_dates_in_admin_forms_are_refused(
     start["start_0"] = "2027-02-28"
     response = staff_client.post(add, {"user": therapist, **start, "reason": "course"})
     assert response.status_code == 302
+
+
+# --- set-up rows in the wrong order: said in the clinic's words --------------------------------
+
+
+def test_set_up_rows_in_the_wrong_order_say_what_to_do(staff_client: Client, world, site_a) -> None:
+    """Closing before opening, a dyad of one person, an unavailability that ends before it
+    starts: each is a field error that says what to choose, not "Constraint
+    “opening_hours_order” is violated"; nothing is written."""
+    dyad = world[Dyad]
+    therapist = dyad.therapist_a_id
+    before = rows()
+    posts = {
+        url(OpeningHours, "add"): (
+            {"site": site_a.pk, "weekday": "5", "opens": "18:00", "closes": "08:00"},
+            "close after it opens",
+        ),
+        url(Dyad, "add"): (
+            {"site": site_a.pk, "name": "Solo", "therapist_a": therapist, "therapist_b": therapist},
+            "two different therapists",
+        ),
+        url(Unavailability, "add"): (
+            {
+                "user": therapist,
+                **{"start_0": "2027-03-02", "start_1": "09:00"},
+                **{"end_0": "2027-03-01", "end_1": "09:00"},
+                "reason": "typo",
+            },
+            "must end after it starts",
+        ),
+    }
+    for address, (data, said) in posts.items():
+        page = staff_client.post(address, data).content.decode()
+        assert "Constraint" not in page, address
+        assert said in page, address
+    assert rows() == before

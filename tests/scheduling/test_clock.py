@@ -4,7 +4,7 @@ staff member named by the same display name (pages, admin, API)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,7 @@ from scheduling.models import (
     StaffBooking,
     Unavailability,
 )
-from scheduling.services import access_log_record, session_set_status
+from scheduling.services import access_log_record, session_reschedule, session_set_status
 from tests.conftest import enrol_mapp, make_site, make_staff, once_over
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -176,6 +176,27 @@ def test_a_sessions_read_only_form_and_history_are_in_the_sites_zone(course: Cou
     assert recorded is not None
     assert shown(recorded.history_date) in history
     assert "Zed Coordinator" in history  # who changed it, by their display name
+
+
+@pytest.mark.django_db
+def test_the_history_tables_changes_show_times_in_the_sites_zone(course: Course) -> None:
+    """The history table's "changes" column: a moved session's old and new start and end as
+    people read them, never bare UTC ("2027-01-05 14:00:00+00:00")."""
+    session = ScheduledSession.objects.get(course=course, key="prep-2")
+    old_start, old_end = session.start, session.end
+    moved = session_reschedule(
+        session=session,
+        start=session.start + timedelta(hours=1),
+        reason="room needed",
+        by=User.objects.get(username="coordinator-zed"),
+    )
+    assert moved.applied
+    session.refresh_from_db()
+    history = coordinator_client(course).get(url(ScheduledSession, "history", session.pk))
+    page = history.content.decode()
+    assert "+00:00" not in page
+    for moment in (old_start, old_end, session.start, session.end):
+        assert shown(moment) in page
 
 
 @pytest.mark.django_db

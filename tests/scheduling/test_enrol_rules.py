@@ -158,6 +158,27 @@ def test_a_channel_without_its_address_is_a_field_error_in_the_api(site_a, coord
     assert (participant.preferred_channel, participant.phone) == ("sms", "+1 555 0100")
 
 
+@pytest.mark.parametrize("phone", ["abc", "call me", "12"])
+def test_a_phone_that_is_no_phone_number_is_a_field_error(
+    client: Client, site_a, coordinator_a, phone: str
+) -> None:
+    """SMS reminders to "abc" would go nowhere: a phone number has digits."""
+    client.force_login(coordinator_a)
+    response = client.post(
+        "/participants/new/", fields(action="preview", preferred_channel="sms", phone=phone)
+    )
+    assert "Enter the phone number" in field_paragraph(response.content.decode(), "phone")
+    assert 'name="digest"' not in response.content.decode()
+    assert not Participant.objects.exists()
+    api = APIClient()
+    api.force_login(coordinator_a)
+    body = {"code": "P-001", "site": "a", "protocol": "mapp-ptsd", "start_date": "2027-03-01"}
+    refused = api.post("/api/participants/", {**body, "phone": phone}, format="json")
+    assert refused.status_code == 400
+    assert "Enter the phone number" in refused.json()["phone"][0]
+    assert not Participant.objects.exists()
+
+
 def test_the_services_apply_the_channel_rule_too(site_a, coordinator_a) -> None:
     with pytest.raises(services.SchedulingError) as refused:
         services.participant_enrol(

@@ -341,6 +341,27 @@ def test_start_on_a_closed_day_names_prep_1(site_a, coordinator_a) -> None:
     assert counts() == before
 
 
+def test_a_closed_day_refusal_and_the_nearest_starts_read_as_two_sentences(
+    site_a, coordinator_a
+) -> None:
+    """The refusal and the dates that would work are two sentences, not one run-on line
+    ("...the next open day is Mon 8 Mar 2027 Nearest start dates...")."""
+    with pytest.raises(SchedulingError) as caught:
+        enrolment_preview(
+            site=site_a,
+            code="P-001",
+            protocol_slug="mapp-ptsd",
+            start_date=date(2027, 3, 6),  # a Saturday
+            suggest_starts=True,
+        )
+    [said] = caught.value.errors["start_date"]
+    assert said.startswith(
+        "the course cannot start on a closed day (Saturday): the next open day is "
+        "Mon 8 Mar 2027. Nearest start dates that work: Mon 8 Mar 2027 (with "
+    )
+    assert ".." not in said
+
+
 def test_a_site_without_a_dosing_room_names_dosing_1(db, coordinator_a) -> None:
     site = make_site("c", dosing_rooms=0)
     before = counts()

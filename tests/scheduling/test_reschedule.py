@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 
 from protocol.spec import ProtocolSpec
 from scheduling.models import (
@@ -28,6 +29,7 @@ from scheduling.services import (
     SchedulingError,
     dependents_of,
     participant_enrol,
+    session_rebook,
     session_reschedule,
     session_set_status,
 )
@@ -606,3 +608,45 @@ def test_a_dry_run_refuses_a_dosing_hold_that_cannot_be_extended(site_a, coordin
             dry_run=True,
         )
     assert db_state() == before
+
+
+def test_a_move_into_the_past_is_refused_and_changes_nothing(site_a, coordinator_a) -> None:
+    """Moving a session to a time that has passed would leave it (and the sessions re-planned
+    from it) planned in the past, at once overdue: refused with what to do instead."""
+    course = enrol(site_a, "P-001", coordinator_a)
+    prep_2 = sessions(course)["prep-2"]  # Thu 11 Mar 2027
+    with time_machine.travel(datetime(2027, 3, 10, 12, tzinfo=NEW_YORK), tick=False):
+        before = db_state()
+        for dry_run in (True, False):
+            with pytest.raises(SchedulingError) as refused:
+                session_reschedule(
+                    session=prep_2,
+                    start=datetime(2027, 3, 9, 10, tzinfo=NEW_YORK),  # yesterday
+                    by=coordinator_a,
+                    reason="entered late",
+                    dry_run=dry_run,
+                )
+            [said] = refused.value.errors["start"]
+            assert "Tue 9 Mar 2027 10:00 EST has passed" in said
+            assert "choose a time from now on" in said
+            assert db_state() == before
+        # a time still to come is a move as before
+        ahead = session_reschedule(
+            session=prep_2,
+            start=datetime(2027, 3, 12, 10, tzinfo=NEW_YORK),
+            by=coordinator_a,
+            dry_run=True,
+        )
+        assert ahead.moved[0].session.key == "prep-2"
+        # rebooking a cancelled session goes through the same rule
+        session_set_status(session=prep_2, status="cancelled", by=coordinator_a, reason="ill")
+        cancelled = db_state()
+        with pytest.raises(SchedulingError) as refused:
+            session_rebook(
+                session=prep_2,
+                start=datetime(2027, 3, 9, 10, tzinfo=NEW_YORK),
+                by=coordinator_a,
+                reason="well again",
+            )
+        assert "has passed" in refused.value.errors["start"][0]
+        assert db_state() == cancelled

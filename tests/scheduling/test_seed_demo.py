@@ -298,3 +298,21 @@ def test_a_bad_argument_is_one_line_on_stderr() -> None:
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1
     assert "seed_demo: error: unrecognized arguments: --reset-pasword" in done.stderr
+
+
+def test_the_night_attendant_works_the_demos_overnight_stays(seeded: str) -> None:
+    """demo-night's view can be tried: they are booked on the demo's overnight stays, so Today
+    and the calendar show them their nights (and only those), as the README promises."""
+    night = User.objects.get(username="demo-night")
+    overnight = ScheduledSession.objects.filter(overnight=True)
+    booked = ScheduledSession.objects.filter(staff__user=night, staff__active=True).distinct()
+    assert booked.exists()
+    assert set(booked) <= set(overnight)
+    upcoming = booked.filter(start__gt=datetime(2027, 6, 15, 16, tzinfo=UTC)).order_by("start")
+    first = upcoming.first()
+    assert first is not None
+    client = Client()
+    client.force_login(night)
+    page = client.get(f"/sessions/{first.pk}/")
+    assert page.status_code == 200
+    assert first.title in page.content.decode()

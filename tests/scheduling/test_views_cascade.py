@@ -176,6 +176,9 @@ def test_ending_a_course_on_the_page(client: Client, course: Course, coordinator
     url = f"/participants/{course.participant_id}/"
     body = {"action": "end", "reason": "clinical decision", "course": str(course.pk)}
     assert client.post(url, {**body, "course": "999999"}).status_code == 404
+    # not an id, though Python's str.isdigit() says "²" and "\u0663" are digits: a 404, not a 500
+    for bad in ("²", "\u0663", "9" * 40, "-1", ""):
+        assert client.post(url, {**body, "course": bad}).status_code == 404, bad
     assert client.post(url, body).status_code == 302
     course.refresh_from_db()
     assert course.status == "ended"

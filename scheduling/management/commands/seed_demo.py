@@ -35,12 +35,14 @@ ZONE = "America/New_York"
 WHO = "demo seed"
 #: the demo's courses are under way: those that started before today are back-entries
 BACK_ENTRY = "demo data: a course already under way"
+#: the demo's night attendant, booked on its overnight stays
+NIGHT = "demo-night"
 #: one login per role, so that each view can be tried: user name -> the role's name
 LOGINS = {
     COORDINATOR: "coordinator",
     "demo-t1a": "therapist",
     "demo-assessor1": "remote assessor",
-    "demo-night": "night attendant",
+    NIGHT: "night attendant",
 }
 #: open days tried after a participant's intended start date when it cannot be booked
 START_TRIES = 30
@@ -188,7 +190,7 @@ def _staff(site: Site, lines: list[str]) -> None:
     for n in (1, 2):
         user = _user(f"demo-assessor{n}", lines, first_name=f"Assessor {n}")
         _profile(user, StaffProfile.Role.ASSESSOR, site, lines)
-    night = _user("demo-night", lines, first_name="Night attendant")
+    night = _user(NIGHT, lines, first_name="Night attendant")
     _profile(night, StaffProfile.Role.NIGHT_ATTENDANT, site, lines)
 
 
@@ -244,6 +246,11 @@ def _participants(site: Site, lines: list[str]) -> None:
             f"(dyad {course.dyad})"
         )
         sessions = list(ScheduledSession.objects.filter(course=course).order_by("start", "key"))
+        nights = _book_nights(sessions)
+        if nights:
+            lines.append(
+                f"booked {NIGHT} on {nights} overnight stay{'s' * (nights != 1)} of {demo.code}"
+            )
         past = [s for s in sessions if s.end <= now]
         missed = next((s for s in past if s.key == demo.misses), None)
         for session in past:
@@ -271,6 +278,23 @@ def _participants(site: Site, lines: list[str]) -> None:
                 reason="the participant is travelling that week",
             )
             lines.append(f"cancelled {demo.code} {cancelled.key}")
+
+
+def _book_nights(sessions: list[ScheduledSession]) -> int:
+    """Book the demo's night attendant on a course's overnight stays (those of another
+    course the same night excepted: one person, one night), so that their view, the nights
+    they work, can be tried. How many were booked."""
+    night = User.objects.filter(username=NIGHT).first()
+    booked = 0
+    for session in sessions:
+        if night is None or not session.overnight:
+            continue
+        try:
+            services.night_attendant_book(session=session, attendant=night, by=None)
+        except services.BookingConflict:
+            continue  # another participant's stay that night has them already
+        booked += 1
+    return booked
 
 
 def _enrol(site: Site, demo: DemoParticipant, start: date) -> tuple[date, Course]:
