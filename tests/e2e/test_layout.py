@@ -73,7 +73,7 @@ def busy_month(site_a: Site, coordinator_a: Any) -> list[Course]:
             courses.append(
                 participant_enrol(
                     site=site_a,
-                    code=f"P-{100 + n}",
+                    code=f"D-{n:03d}",  # as wide as seed_demo's codes
                     protocol_slug="mapp-ptsd",
                     start_date=start,
                     by=coordinator_a,
@@ -83,6 +83,43 @@ def busy_month(site_a: Site, coordinator_a: Any) -> list[Course]:
             continue  # a closed start day or a full week: the others fill the month
     assert len(courses) >= 3
     return courses
+
+
+def assert_codes_whole(page: Page) -> None:
+    """Every study code in the month on one line, not wrapped and not cut short."""
+    codes = page.locator("a.booking .code")
+    assert codes.count() > 10
+    lines = codes.evaluate_all(
+        """codes => codes.map(c => {
+            const link = c.closest("a");
+            return [c.textContent, c.getClientRects().length, getComputedStyle(link).whiteSpace,
+                    link.scrollWidth - link.clientWidth];
+        })"""
+    )
+    whole = [rects == 1 and space == "nowrap" and cut <= 0 for _, rects, space, cut in lines]
+    assert all(whole), lines
+
+
+def test_a_month_with_few_closed_days_shows_every_code_whole(
+    laptop: Page, screenshot: Shot, log_in_as: LogIn, coordinator_a: Any, busy_month: Any
+) -> None:
+    """The narrowest columns: no holidays and no closure date, so only weekends are closed
+    and every other day of the month shares the width (as at a site outside the holidays
+    package's countries)."""
+    site = busy_month[0].participant.site
+    site.country = ""
+    site.save()
+    SiteClosure.objects.filter(site=site).delete()
+    log_in_as(coordinator_a)
+    page = laptop
+    page.goto(f"/calendar/?site=a&view=month&by=room&date={next_month_first().isoformat()}")
+    expect(page.locator("a.booking").first).to_be_visible()
+    screenshot("month-few-closed-days")
+    widths = page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1], f"the page scrolls sideways: {widths}"
+    assert_codes_whole(page)
 
 
 def test_the_month_calendar_fits_a_laptop_screen_with_closed_days_shaded(
@@ -125,19 +162,7 @@ def test_the_month_calendar_fits_a_laptop_screen_with_closed_days_shaded(
     assert day_columns[closure.day - 1] and day_columns[saturday.day - 1]
     screenshot("2-closed-days")
 
-    # study codes on one line, wherever they are
-    codes = page.locator("a.booking .code")
-    assert codes.count() > 10
-    lines = codes.evaluate_all(
-        """codes => codes.map(c => {
-            const link = c.closest("a");
-            return [c.textContent, c.getClientRects().length, getComputedStyle(link).whiteSpace,
-                    link.scrollWidth - link.clientWidth];
-        })"""
-    )
-    # one line, not wrapped, and not cut short: the whole code is seen
-    whole = [rects == 1 and space == "nowrap" and cut <= 0 for _, rects, space, cut in lines]
-    assert all(whole), lines
+    assert_codes_whole(page)
 
 
 def test_the_holidays_have_their_names(
