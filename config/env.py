@@ -7,6 +7,7 @@ default: any environment variable that looks like one of ours but is not is an e
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
@@ -71,7 +72,8 @@ class Env:
         value = self.text(name)
         if value is None:
             return default
-        if not value.isdigit() or not 1 <= int(value) <= maximum:
+        # plain ASCII digits: str.isdigit() takes "²", which int() then refuses with a traceback
+        if not re.fullmatch(r"[0-9]{1,9}", value) or not 1 <= int(value) <= maximum:
             raise ImproperlyConfigured(
                 f"{name}={value!r} is not a whole number from 1 to {maximum}"
             )

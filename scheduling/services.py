@@ -86,6 +86,13 @@ def _check_date(name: str, day: date) -> None:
         raise _fail(name, f"{day.isoformat()}: {' '.join(exc.messages)}") from exc
 
 
+def _code_taken(code: str, site: Site) -> str:
+    return (
+        f"Study code {code} is already used at {site.name}: give the new participant another "
+        "code, or open the existing participant from the participants list."
+    )
+
+
 def _check_code(name: str, code: str) -> None:
     if len(code) > STUDY_CODE_MAX_LENGTH:
         raise _fail(name, f"A study code has at most {STUDY_CODE_MAX_LENGTH} characters.")
@@ -197,7 +204,7 @@ def _enrolment_checks(
         Participant.objects.filter(site=site, code__in=codes).values_list("code", flat=True)
     )
     if taken:
-        raise _fail("code", f"study code {', '.join(sorted(taken))} exists at {site.slug} already")
+        raise _fail("code", _code_taken(", ".join(sorted(taken)), site))
     if partner_code == code:
         raise _fail("partner", "the partner needs a study code of their own")
     return version, spec
@@ -286,7 +293,7 @@ def participant_enrol(
                 why,
             )
     except IntegrityError as exc:
-        raise _fail("code", f"study code {code} exists at {site.slug} already") from exc
+        raise _fail("code", _code_taken(code, site)) from exc
     if partner is not None:
         partner.partner = participant
         _save(partner, by, f"{why}: partner linked")

@@ -274,7 +274,7 @@ def test_a_busy_session_ends_after_session_max_hours(coordinator_a, settings) ->
 # --- settings ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "five", "101"])
+@pytest.mark.parametrize("value", ["0", "-3", "five", "101", "²", "٣", "1" * 400])
 def test_a_limit_that_would_switch_a_protection_off_stops_the_start(value: str) -> None:
     with pytest.raises(ImproperlyConfigured, match="LOGIN_FAILURE_LIMIT="):
         Env({"LOGIN_FAILURE_LIMIT": value}).count("LOGIN_FAILURE_LIMIT", 5, maximum=100)

@@ -112,7 +112,7 @@ def test_a_taken_code_and_a_full_site_are_explained(client: Client, coordinator_
     enrol_mapp(site_a, "P-014", coordinator_a)
     client.force_login(coordinator_a)
     taken = client.post("/participants/new/", fields(action="preview")).content.decode()
-    assert "exists at a already" in taken
+    assert "Study code P-014 is already used at Site a: give the new participant another" in taken
     empty = make_site("empty", dyads=0)
     make_staff("coord-empty", "coordinator", empty)
     client.force_login(make_staff("coord-2", "coordinator", empty))
