@@ -687,8 +687,20 @@ def _session_output(pk: int) -> Response:
     return Response(SessionDetailOutputSerializer(_session_rows().get(pk=pk)).data)
 
 
-def _outside_hours_field() -> serializers.BooleanField:
-    return serializers.BooleanField(
+class PlacingInputSerializer(serializers.Serializer):
+    """A session placed at a new time: a move, or a rebooking of a cancelled one."""
+
+    start = AwareDateTimeField(
+        validators=[validators.plausible_date],
+        help_text="The new start, ISO 8601 with its UTC offset.",
+    )
+    reason = _reason_field(
+        "Needed when the session leaves its window or the opening hours (recorded as a deviation)."
+    )
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Only show what would be booked and moved."
+    )
+    outside_hours = serializers.BooleanField(
         required=False,
         default=False,
         help_text=(
@@ -702,18 +714,8 @@ def _outside_hours_field() -> serializers.BooleanField:
 
 class SessionRescheduleApi(ActionApi):
     @extend_schema_serializer(component_name="SessionReschedule")
-    class InputSerializer(serializers.Serializer):
-        start = AwareDateTimeField(
-            validators=[validators.plausible_date],
-            help_text="New start, ISO 8601 with its UTC offset.",
-        )
-        reason = _reason_field(
-            "Needed when the session leaves its window (recorded as a deviation)."
-        )
-        dry_run = serializers.BooleanField(
-            required=False, default=False, help_text="Only show what would move."
-        )
-        outside_hours = _outside_hours_field()
+    class InputSerializer(PlacingInputSerializer):
+        pass
 
     @extend_schema(
         request=InputSerializer,
@@ -737,14 +739,7 @@ class SessionRescheduleApi(ActionApi):
     def post(self, request: Request, pk: int) -> Response:
         session = _session_for(request, pk, Action.RESCHEDULE)
         data = _valid(self.InputSerializer, request)
-        result = services.session_reschedule(
-            session=session,
-            start=data["start"],
-            reason=data["reason"],
-            dry_run=data["dry_run"],
-            outside_hours=data["outside_hours"],
-            by=request.user,
-        )
+        result = services.session_reschedule(session=session, by=request.user, **data)
         return Response(RescheduleOutputSerializer(result).data)
 
 
@@ -845,18 +840,8 @@ class SessionStatusApi(ActionApi):
 
 class SessionRebookApi(ActionApi):
     @extend_schema_serializer(component_name="SessionRebook")
-    class InputSerializer(serializers.Serializer):
-        start = AwareDateTimeField(
-            validators=[validators.plausible_date],
-            help_text="The new start, ISO 8601 with its UTC offset.",
-        )
-        reason = _reason_field(
-            "Needed when the new date leaves the session's window (recorded as a deviation)."
-        )
-        dry_run = serializers.BooleanField(
-            required=False, default=False, help_text="Only show what would be booked and moved."
-        )
-        outside_hours = _outside_hours_field()
+    class InputSerializer(PlacingInputSerializer):
+        pass
 
     @extend_schema(
         request=InputSerializer,
@@ -882,14 +867,7 @@ class SessionRebookApi(ActionApi):
     def post(self, request: Request, pk: int) -> Response:
         session = _session_for(request, pk, Action.RESCHEDULE)
         data = _valid(self.InputSerializer, request)
-        result = services.session_rebook(
-            session=session,
-            start=data["start"],
-            reason=data["reason"],
-            dry_run=data["dry_run"],
-            outside_hours=data["outside_hours"],
-            by=request.user,
-        )
+        result = services.session_rebook(session=session, by=request.user, **data)
         return Response(RebookOutputSerializer(result).data)
 
 

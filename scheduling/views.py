@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -33,6 +35,9 @@ from scheduling.forms import (
 )
 from scheduling.models import Course, Dyad, Participant, ScheduledSession, Site, SiteClosure
 from scheduling.planning import people_time
+
+#: what placing a session at a new time answers: a move's or a rebooking's result
+PlacedT = TypeVar("PlacedT", services.RescheduleResult, services.RebookResult)
 
 #: rows per page of a list
 PAGE_SIZE = 50
@@ -487,7 +492,9 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if action in ("preview", "apply"):
         move = RescheduleForm(request.POST, zone=zone, outside_hours_allowed=allowed)
         if move.is_valid():
-            preview = _reschedule(request, found, move, apply=action == "apply")
+            preview = _place(
+                request, found, move, apply=action == "apply", service=services.session_reschedule
+            )
             if preview is not None and preview.applied:
                 messages.success(request, _moved_message(found, preview))
                 return redirect("session", pk=found.pk)
@@ -501,7 +508,9 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     elif action in ("rebook-preview", "rebook"):
         rebook = RebookForm(request.POST, zone=zone, outside_hours_allowed=allowed)
         if rebook.is_valid():
-            rebook_preview = _rebook(request, found, rebook, apply=action == "rebook")
+            rebook_preview = _place(
+                request, found, rebook, apply=action == "rebook", service=services.session_rebook
+            )
             if rebook_preview is not None and rebook_preview.applied:
                 messages.success(request, _rebooked_message(rebook_preview))
                 return redirect("session", pk=rebook_preview.session.pk)
@@ -566,25 +575,6 @@ def _change_status(
     return None
 
 
-def _rebook(
-    request: HttpRequest, session: ScheduledSession, form: RescheduleForm, *, apply: bool
-) -> services.RebookResult | None:
-    try:
-        return services.session_rebook(
-            session=session,
-            start=form.start(),
-            reason=form.cleaned_data["reason"],
-            outside_hours=form.cleaned_data.get("outside_hours", False),
-            by=_staff(request),
-            dry_run=not apply,
-        )
-    except services.SchedulingError as exc:
-        _add_errors(form, exc.errors)
-    except services.BookingConflict as exc:
-        form.add_error(None, str(exc))
-    return None
-
-
 def _move_rows(
     result: services.RescheduleResult, session: ScheduledSession
 ) -> list[dict[str, object]]:
@@ -623,11 +613,18 @@ def _moved_message(session: ScheduledSession, result: services.RescheduleResult)
     return f"{done}; {replanned}{recorded}."
 
 
-def _reschedule(
-    request: HttpRequest, session: ScheduledSession, form: RescheduleForm, *, apply: bool
-) -> services.RescheduleResult | None:
+def _place(
+    request: HttpRequest,
+    session: ScheduledSession,
+    form: RescheduleForm,
+    *,
+    apply: bool,
+    service: Callable[..., PlacedT],
+) -> PlacedT | None:
+    """A session at a new time, through ``service``: a move (``session_reschedule``) or a
+    rebooking (``session_rebook``); a refusal goes onto the form."""
     try:
-        return services.session_reschedule(
+        return service(
             session=session,
             start=form.start(),
             reason=form.cleaned_data["reason"],

@@ -9,39 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
-from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from scheduling.models import Course, RoomBooking, ScheduledSession, StaffBooking
-from scheduling.services import participant_enrol
+from tests.e2e.test_staff_flows import NEW_YORK, course, sign_in
 
 pytestmark = pytest.mark.e2e
+__all__ = ["course"]  # the fixture, shared with the staff flows
 
-NEW_YORK = ZoneInfo("America/New_York")  # site "a"'s zone (tests/conftest.py)
 Shot = Callable[[str], Path]
 TIED = ["integration-1a", *(f"phone-1.{n}" for n in range(1, 6))]
-
-
-def a_future_monday() -> date:
-    today = timezone.now().astimezone(NEW_YORK).date()
-    return today + timedelta(days=28 + (7 - today.weekday()) % 7)
-
-
-@pytest.fixture
-def course(site_a: Any, coordinator_a: Any) -> Course:
-    return participant_enrol(
-        site=site_a,
-        code="P-E2E-C",
-        protocol_slug="mapp-ptsd",
-        start_date=a_future_monday(),
-        by=coordinator_a,
-    )
 
 
 def current(course: Course, key: str) -> ScheduledSession:
@@ -55,14 +37,6 @@ def active_bookings(session: ScheduledSession) -> tuple[int, int]:
     )
 
 
-def log_in(page: Page) -> None:
-    page.goto("/today/")
-    page.get_by_label("User name").fill("coordinator-a")
-    page.get_by_label("Password").fill("test-password-1234")
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/today/$"))
-
-
 def test_cancelling_a_dosing_session_cancels_what_goes_with_it_and_rebooking_replans_it(
     page: Page, screenshot: Shot, course: Course, coordinator_a: Any
 ) -> None:
@@ -71,7 +45,7 @@ def test_cancelling_a_dosing_session_cancels_what_goes_with_it_and_rebooking_rep
     later = current(course, "integration-1b")
     assert morning.room_id is not None and active_bookings(morning) == (1, 2)
 
-    log_in(page)
+    sign_in(page)
     page.goto(f"/participants/{course.participant_id}/")
     page.get_by_role("link", name=dosing.title, exact=True).click()
     expect(page).to_have_url(re.compile(rf"/sessions/{dosing.pk}/$"))

@@ -16,21 +16,12 @@ from django.conf import settings
 from playwright.sync_api import Page, expect
 
 from scheduling.models import Course, ScheduledSession
-from tests.e2e.test_staff_flows import NEW_YORK, course, local_day, starts
+from tests.e2e.test_staff_flows import NEW_YORK, course, local_day, sign_in, starts
 
 pytestmark = pytest.mark.e2e
 __all__ = ["course"]  # the fixture, shared with the staff flows
 
 Shot = Callable[[str], Path]
-
-
-def sign_in(page: Page) -> None:
-    """Sign in through the login form as the site's coordinator; lands on Today."""
-    page.goto("/login/")
-    page.get_by_label("User name").fill("coordinator-a")
-    page.get_by_label("Password").fill("test-password-1234")
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/today/$"))
 
 
 def test_a_move_outside_opening_hours_is_refused_then_a_valid_move_is_previewed_and_applied(

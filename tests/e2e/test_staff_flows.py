@@ -34,6 +34,15 @@ def a_future_monday() -> date:
     return today + timedelta(days=28 + (7 - today.weekday()) % 7)
 
 
+def sign_in(page: Page) -> None:
+    """Sign in through the login form as site A's coordinator; lands on Today."""
+    page.goto("/login/")
+    page.get_by_label("User name").fill("coordinator-a")
+    page.get_by_label("Password").fill("test-password-1234")
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/today/$"))
+
+
 @pytest.fixture
 def course(site_a: Any, coordinator_a: Any) -> Course:
     return participant_enrol(

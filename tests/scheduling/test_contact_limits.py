@@ -3,33 +3,17 @@ the API: a value too long is a field error, never a server error, and nothing is
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
 from scheduling.models import Participant
+from tests.scheduling.test_views_enrol import fields
 
 pytestmark = pytest.mark.django_db
 
 #: a syntactically valid address longer than the 254 characters the column holds
 LONG_EMAIL = "a" * 64 + "@" + ("b" * 60 + ".") * 4 + "com"
-
-
-def fields(**extra: Any) -> dict[str, Any]:
-    return {
-        "site": "a",
-        "code": "P-014",
-        "protocol": "mapp-ptsd",
-        "start_date": "2027-03-01",
-        "dyad": "",
-        "partner": "",
-        "email": "",
-        "phone": "",
-        "preferred_channel": "none",
-        **extra,
-    }
 
 
 def test_an_overlong_email_is_a_field_error_on_the_enrolment_page(site_a, coordinator_a) -> None:

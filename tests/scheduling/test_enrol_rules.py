@@ -17,26 +17,12 @@ from rest_framework.test import APIClient
 from scheduling import services
 from scheduling.models import Course, Participant, ScheduledSession
 from tests.conftest import enrol_mapp
+from tests.scheduling.test_views_enrol import fields
 
 pytestmark = pytest.mark.django_db
 
 #: 3 December 2026, 02:00 UTC: still Wednesday 2 December in New York (site a's zone)
 NOW = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
-
-
-def fields(**extra: Any) -> dict[str, Any]:
-    return {
-        "site": "a",
-        "code": "P-014",
-        "protocol": "mapp-ptsd",
-        "start_date": "2027-03-01",
-        "dyad": "",
-        "partner": "",
-        "email": "",
-        "phone": "",
-        "preferred_channel": "none",
-        **extra,
-    }
 
 
 def field_paragraph(page: str, field: str) -> str:
