@@ -50,6 +50,11 @@ class ProtocolVersion(models.Model):
     span_max_weeks = models.PositiveSmallIntegerField(
         help_text="Longest allowed therapy span, in weeks."
     )
+    checkin_escalation_hours = models.PositiveSmallIntegerField(
+        default=4,
+        help_text="A phone check-in with no outcome this many hours after its time escalates "
+        "to the site's coordinators.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
 
@@ -131,6 +136,9 @@ class SessionTemplate(models.Model):
     supplemental = models.CharField(
         max_length=20, choices=_choices(s.Supplemental), blank=True, default=""
     )
+    #: the session's reminder rules in their document form (protocol-document.schema.json,
+    #: $defs/reminder): one list, read and written only through protocol.spec
+    reminders = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["version", "position"]

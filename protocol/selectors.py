@@ -63,6 +63,7 @@ def protocol_spec(version: ProtocolVersion) -> s.ProtocolSpec:
         span_min_weeks=version.span_min_weeks,
         span_max_weeks=version.span_max_weeks,
         sessions=tuple(_session_spec(t) for t in templates),
+        checkin_escalation_hours=version.checkin_escalation_hours,
     )
 
 
@@ -93,6 +94,7 @@ def _session_spec(t: SessionTemplate) -> s.SessionSpec:
         repeat_count=t.repeat_count,
         repeat_interval_days=t.repeat_interval_days,
         dose_plan=_dose_plan(t),
+        reminders=tuple(s.parse_rule(rule) for rule in t.reminders),
     )
 
 

@@ -56,6 +56,7 @@ def _store(protocol: Protocol, spec: s.ProtocolSpec) -> ProtocolVersion:
         couples=spec.couples,
         span_min_weeks=spec.span_min_weeks,
         span_max_weeks=spec.span_max_weeks,
+        checkin_escalation_hours=spec.checkin_escalation_hours,
     )
     SessionTemplate.objects.bulk_create(
         _template_row(version, position, session)
@@ -100,6 +101,7 @@ def _template_row(
         supplemental_from_minutes=window[0] if window else None,
         supplemental_until_minutes=window[1] if window else None,
         supplemental=dose.supplemental.value if dose else "",
+        reminders=[s.rule_document(rule) for rule in session.reminders],
     )
 
 

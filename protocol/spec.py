@@ -63,6 +63,60 @@ class Supplemental(StrEnum):
     NONE = "none"
 
 
+class Audience(StrEnum):
+    """Who a reminder goes to."""
+
+    PARTICIPANT = "participant"  # a couple's joint session: both partners
+    DYAD = "dyad"  # the therapists booked on the session
+    ASSESSOR = "assessor"  # the remote assessor booked on the session
+    NIGHT_ATTENDANT = "night_attendant"  # the night attendant booked on the session
+    COORDINATORS = "coordinators"  # every coordinator of the site
+
+
+#: Staff hear by email only: the product keeps no staff phone numbers.
+STAFF_AUDIENCES = frozenset(
+    {Audience.DYAD, Audience.ASSESSOR, Audience.NIGHT_ATTENDANT, Audience.COORDINATORS}
+)
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+#: The message templates a rule may name (templates/reminders/<name>.txt, .html, .sms.txt).
+#: Fixed in code: a protocol document chooses among reviewed, discreet texts, it cannot carry
+#: its own wording.
+MESSAGES = {
+    "upcoming": "a visit is coming up (date, time, place, how to prepare)",
+    "dosing_ahead": "a long day with an overnight stay is coming up: arrange the ride home",
+    "dosing_evening": "the evening before the long day: fasting, what to bring, the ride home",
+    "checkin_call": "staff: a phone check-in is due",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderRule:
+    """When a reminder of a session goes out, to whom, how, and with which message.
+
+    Exactly one of ``hours_before``, ``minutes_before`` (before the start) and
+    ``day_before_at`` (a local time on the day before the session) is set; the document keeps
+    the form it was written in, so an export is the import, exactly.
+    """
+
+    key: str
+    audience: tuple[Audience, ...]
+    channels: tuple[Channel, ...]
+    message: str
+    hours_before: int | None = None
+    minutes_before: int | None = None
+    day_before_at: time | None = None
+
+    @property
+    def staff_only(self) -> bool:
+        return all(a in STAFF_AUDIENCES for a in self.audience)
+
+
 @dataclass(frozen=True, slots=True)
 class DosePlan:
     initial_mg: Decimal
@@ -109,6 +163,7 @@ class SessionSpec:
     repeat_count: int = 1
     repeat_interval_days: int = 1
     dose_plan: DosePlan | None = None
+    reminders: tuple[ReminderRule, ...] = ()
 
     def occurrence_key(self, occurrence: int) -> str:
         """Keys of repeated sessions: ``phone-1.1`` ... ``phone-1.5`` (a dot never appears in a
@@ -128,6 +183,8 @@ class ProtocolSpec:
     span_min_weeks: int
     span_max_weeks: int
     sessions: tuple[SessionSpec, ...]
+    #: a phone check-in with no outcome this many hours after its time escalates
+    checkin_escalation_hours: int = 4
     _order: tuple[SessionSpec, ...] | None = field(
         default=None, init=False, repr=False, compare=False, hash=False
     )
@@ -298,6 +355,47 @@ def _session_problems(spec: ProtocolSpec, s: SessionSpec) -> list[str]:
         problems.append(f"{s.key}: a dosing room with overnight stay needs 'overnight' set")
     if s.joint and not spec.couples:
         problems.append(f"{s.key}: 'joint' sessions exist only in couples protocols")
+    problems.extend(_reminder_problems(s))
+    return problems
+
+
+#: which staffing books which staff audience on a session
+_AUDIENCE_NEEDS = {
+    Audience.DYAD: {Staffing.THERAPIST_DYAD, Staffing.ONE_THERAPIST},
+    Audience.ASSESSOR: {Staffing.REMOTE_ASSESSOR},
+}
+
+
+def _reminder_problems(s: SessionSpec) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for rule in s.reminders:
+        where = f"{s.key}: reminder '{rule.key}'"
+        if rule.key in seen:
+            problems.append(f"{where} appears twice; give each reminder its own key")
+        seen.add(rule.key)
+        if len(set(rule.audience)) != len(rule.audience):
+            problems.append(f"{where} names an audience twice")
+        if len(set(rule.channels)) != len(rule.channels):
+            problems.append(f"{where} names a channel twice")
+        if rule.message not in MESSAGES:
+            problems.append(
+                f"{where}: unknown message '{rule.message}' (known: {', '.join(sorted(MESSAGES))})"
+            )
+        staff = [a.value for a in rule.audience if a in STAFF_AUDIENCES]
+        if staff and Channel.SMS in rule.channels:
+            problems.append(
+                f"{where}: staff ({', '.join(staff)}) are reminded by email only; "
+                "make a separate rule for them or drop sms"
+            )
+        for audience, staffings in _AUDIENCE_NEEDS.items():
+            if audience in rule.audience and s.staffing not in staffings:
+                problems.append(
+                    f"{where}: the session's staffing '{s.staffing.value}' books no "
+                    f"{audience.value.replace('_', ' ')}"
+                )
+        if Audience.NIGHT_ATTENDANT in rule.audience and not s.overnight:
+            problems.append(f"{where}: only a session with an overnight stay has a night attendant")
     return problems
 
 
@@ -357,6 +455,7 @@ def parse_document(document: Any) -> ProtocolSpec:
         span_min_weeks=document["therapy_span_weeks"]["min"],
         span_max_weeks=document["therapy_span_weeks"]["max"],
         sessions=tuple(_parse_session(s) for s in document["sessions"]),
+        checkin_escalation_hours=document.get("check_ins", {}).get("escalate_after_hours", 4),
     )
     problems = validate(spec)
     if problems:
@@ -405,7 +504,40 @@ def _parse_session(data: dict[str, Any]) -> SessionSpec:
         repeat_count=data["repeat"]["count"],
         repeat_interval_days=data["repeat"]["interval_days"],
         dose_plan=_parse_dose(data["dose_plan"]),
+        reminders=tuple(parse_rule(r) for r in data.get("reminders", [])),
     )
+
+
+def parse_rule(data: dict[str, Any]) -> ReminderRule:
+    when = data["when"]
+    at = when.get("day_before_at")
+    hour, minute = (0, 0) if at is None else (int(part) for part in at.split(":"))
+    return ReminderRule(
+        key=data["key"],
+        audience=tuple(Audience(a) for a in data["audience"]),
+        channels=tuple(Channel(c) for c in data["channels"]),
+        message=data["message"],
+        hours_before=when.get("hours_before"),
+        minutes_before=when.get("minutes_before"),
+        day_before_at=None if at is None else time(hour, minute),
+    )
+
+
+def rule_document(rule: ReminderRule) -> dict[str, Any]:
+    when: dict[str, Any]
+    if rule.day_before_at is not None:
+        when = {"day_before_at": rule.day_before_at.strftime("%H:%M")}
+    elif rule.minutes_before is not None:
+        when = {"minutes_before": rule.minutes_before}
+    else:
+        when = {"hours_before": rule.hours_before}
+    return {
+        "key": rule.key,
+        "when": when,
+        "audience": [a.value for a in rule.audience],
+        "channels": [c.value for c in rule.channels],
+        "message": rule.message,
+    }
 
 
 def _parse_dose(data: dict[str, Any] | None) -> DosePlan | None:
@@ -434,6 +566,7 @@ def to_document(spec: ProtocolSpec) -> dict[str, Any]:
         "couples": spec.couples,
         "description": spec.description,
         "therapy_span_weeks": {"min": spec.span_min_weeks, "max": spec.span_max_weeks},
+        "check_ins": {"escalate_after_hours": spec.checkin_escalation_hours},
         "sessions": [_session_document(s) for s in spec.sessions],
     }
 
@@ -463,6 +596,7 @@ def _session_document(s: SessionSpec) -> dict[str, Any]:
         "timing": timing,
         "repeat": {"count": s.repeat_count, "interval_days": s.repeat_interval_days},
         "dose_plan": _dose_document(s.dose_plan),
+        "reminders": [rule_document(rule) for rule in s.reminders],
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import calendar
 import uuid
+from datetime import time
 from zoneinfo import available_timezones
 
 import holidays
@@ -53,6 +54,13 @@ class Site(models.Model):
     )
     phone = models.CharField(
         max_length=40, blank=True, help_text="The number participants call to change a date."
+    )
+    quiet_hours_start = models.TimeField(
+        default=time(21, 0), help_text="No message reaches a participant from this local time ..."
+    )
+    quiet_hours_end = models.TimeField(
+        default=time(8, 0),
+        help_text="... until this local time; a reminder due then waits for the end.",
     )
     allow_out_of_hours_moves = models.BooleanField(
         "allow moves outside opening hours",
@@ -258,6 +266,18 @@ class Participant(models.Model):
     preferred_channel = models.CharField(
         max_length=10, choices=Channel.choices, default=Channel.NONE
     )
+    #: consent to reminders, per channel, with the time it was given (None: no consent);
+    #: an inbound STOP clears sms_consent_at, START sets it again
+    email_consent_at = models.DateTimeField(
+        "email consent given", null=True, blank=True, help_text="Empty: no email reminders."
+    )
+    sms_consent_at = models.DateTimeField(
+        "text message consent given", null=True, blank=True, help_text="Empty: no text messages."
+    )
+    reminders_paused_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set while staff have paused this participant's reminders."
+    )
+    reminders_pause_reason = models.CharField(max_length=200, blank=True)
     arm_code = models.CharField(max_length=50, blank=True, help_text="Opaque arm/blinding code.")
     partner = models.OneToOneField(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -461,3 +481,115 @@ class AccessLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} read {self.participant} at {local_text(self.at, self)}"
+
+
+class Reminder(models.Model):
+    """One message to one recipient on one channel: the outbox. Rows are planned in the same
+    transaction as the session they are about, claimed by the beat's sweep, and sent by a task
+    that checks again at send time. Nothing is queued ahead as a Celery ETA task."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+        CANCELLED = "cancelled"
+
+    class Purpose(models.TextChoices):
+        REMINDER = "reminder"
+        MOVED = "moved", "moved notice"
+        ESCALATION = "escalation", "check-in escalation"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        SMS = "sms", "SMS"
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="reminders")
+    session = models.ForeignKey(
+        ScheduledSession, on_delete=models.PROTECT, related_name="reminders"
+    )
+    #: exactly one of participant and staff is the recipient
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, null=True, blank=True, related_name="reminders"
+    )
+    staff = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reminders",
+    )
+    purpose = models.CharField(max_length=20, choices=Purpose.choices, default=Purpose.REMINDER)
+    rule_key = models.CharField(max_length=50, blank=True, help_text="The protocol's rule.")
+    message = models.CharField(max_length=30, help_text="The message template.")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    due_at = models.DateTimeField(help_text="When it goes out (stored in UTC).")
+    #: the session start the message speaks of: a send-time check against the session's
+    session_start = models.DateTimeField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    reason = models.TextField(blank=True, help_text="Why it has its status, in plain words.")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    #: the current claim: its token and when its lease runs out (then the sweep claims again)
+    claim = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_id = models.CharField(
+        max_length=200, blank=True, help_text="Message-ID or the SMS provider's id."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(participant__isnull=True) ^ Q(staff__isnull=True),
+                name="reminder_one_recipient",
+            ),
+        ]
+        indexes = [
+            # the sweep's question every minute: which open rows are due (or their lease ran out)
+            models.Index(
+                fields=["due_at"],
+                condition=Q(status__in=["pending", "sending"]),
+                name="reminder_open_due",
+            ),
+            models.Index(fields=["participant", "due_at"], name="reminder_participant_due"),
+            models.Index(fields=["site", "status", "due_at"], name="reminder_site_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} {self.channel} {local_text(self.due_at, self)}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (self.Status.PENDING, self.Status.SENDING)
+
+
+class CheckInOutcome(models.Model):
+    """What a phone check-in came to, as the therapist recorded it. Several per check-in are
+    allowed (no answer, then reached later); the latest counts."""
+
+    class Outcome(models.TextChoices):
+        REACHED = "reached"
+        NO_ANSWER = "no_answer", "no answer"
+        CONCERN = "concern"
+
+    session = models.ForeignKey(
+        ScheduledSession, on_delete=models.PROTECT, related_name="checkin_outcomes"
+    )
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    note = models.TextField(blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-recorded_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()} {local_text(self.recorded_at, self)}"

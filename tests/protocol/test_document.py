@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from protocol.spec import (
     DOCUMENT_FORMAT,
+    MESSAGES,
     THERAPY_KINDS,
     Kind,
     ProtocolInvalid,
@@ -64,6 +65,32 @@ def timings(draw: st.DrawFn, anchor: str | None) -> dict[str, Any]:
     return {"anchor": anchor, "target_days": target, "window_days": [earliest, latest]}
 
 
+@st.composite
+def reminder_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Zero to three valid rules in every form of "when"; staff by email only."""
+    rules = []
+    for n in range(draw(st.integers(0, 3))):
+        when = draw(
+            st.one_of(
+                st.integers(1, 336).map(lambda h: {"hours_before": h}),
+                st.integers(1, 1440).map(lambda m: {"minutes_before": m}),
+                times.map(lambda at: {"day_before_at": at}),
+            )
+        )
+        staff = draw(st.booleans())
+        channels = ["email"] if staff else draw(st.sampled_from([["email"], ["sms", "email"]]))
+        rules.append(
+            {
+                "key": f"r-{n}",
+                "when": when,
+                "audience": ["coordinators", "participant"] if staff else ["participant"],
+                "channels": channels,
+                "message": draw(st.sampled_from(sorted(MESSAGES))),
+            }
+        )
+    return rules
+
+
 def session_document(
     key: str, kind: str, timing: dict[str, Any], draw: st.DrawFn, **overrides: Any
 ) -> dict[str, Any]:
@@ -82,6 +109,7 @@ def session_document(
         "timing": timing,
         "repeat": {"count": 1, "interval_days": 1},
         "dose_plan": None,
+        "reminders": draw(reminder_rules()),
     }
     session.update(overrides)
     return session
@@ -155,6 +183,7 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
         "couples": couples,
         "description": draw(texts),
         "therapy_span_weeks": {"min": span // 7, "max": -(-span // 7)},
+        "check_ins": {"escalate_after_hours": draw(st.integers(1, 72))},
         "sessions": sessions,
     }
 
