@@ -31,6 +31,19 @@ KNOWN: dict[str, str] = {
     "API_TOKEN_HOURS": "hours an API token from POST /api/auth/token/ stays valid",
     "TWO_FACTOR_REQUIRED": "two-factor sign-in for admins, coordinators and superusers "
     "(default: on unless DEBUG)",
+    "EMAIL_HOST": "SMTP server reminders are sent through (default: the console under DEBUG, "
+    "else localhost)",
+    "EMAIL_PORT": "SMTP server port (default: 25)",
+    "EMAIL_HOST_USER": "SMTP user name, if the server asks for a sign-in",
+    "EMAIL_HOST_PASSWORD": "SMTP password, if the server asks for a sign-in",
+    "EMAIL_USE_TLS": "STARTTLS to the SMTP server (usually port 587)",
+    "EMAIL_USE_SSL": "implicit TLS to the SMTP server (usually port 465)",
+    "DEFAULT_FROM_EMAIL": "sender address of reminders (default: reminders@localhost)",
+    "SMS_BACKEND": "console (log only, the default without Twilio credentials) or twilio",
+    "TWILIO_ACCOUNT_SID": "Twilio account SID for text-message reminders (AC...)",
+    "TWILIO_AUTH_TOKEN": "Twilio auth token",
+    "TWILIO_FROM": "the Twilio phone number text messages come from (+E.164)",
+    "SMS_API_BASE_URL": "tests only: the SMS provider's API address (a stub on loopback)",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

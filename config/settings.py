@@ -186,6 +186,46 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
+# --- reminders: email and text messages (scheduling/channels.py) ---------------------------
+# `make run` (DEBUG, no EMAIL_HOST) prints email on the console; anywhere else email goes to an
+# SMTP server, localhost:25 unless EMAIL_HOST says otherwise.
+_email_host = env.text("EMAIL_HOST")
+if DEBUG and _email_host is None:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = _email_host or "localhost"
+EMAIL_PORT = env.count("EMAIL_PORT", 25, maximum=65535)
+EMAIL_HOST_USER = env.text("EMAIL_HOST_USER", "") or ""
+EMAIL_HOST_PASSWORD = env.text("EMAIL_HOST_PASSWORD", "") or ""
+EMAIL_USE_TLS = env.flag("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.flag("EMAIL_USE_SSL", default=False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured(
+        "EMAIL_USE_TLS and EMAIL_USE_SSL are both on; choose one (TLS for 587, SSL for 465)"
+    )
+# a stuck server must not hold a worker: the reminder is retried instead
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.text("DEFAULT_FROM_EMAIL", "reminders@localhost") or ""
+
+TWILIO_ACCOUNT_SID = env.text("TWILIO_ACCOUNT_SID", "") or ""
+TWILIO_AUTH_TOKEN = env.text("TWILIO_AUTH_TOKEN", "") or ""
+TWILIO_FROM = env.text("TWILIO_FROM", "") or ""
+# Without Twilio credentials text messages are only logged (last four digits of the number).
+SMS_BACKEND = env.one_of(
+    "SMS_BACKEND", "twilio" if TWILIO_ACCOUNT_SID else "console", {"CONSOLE", "TWILIO"}
+).lower()
+if SMS_BACKEND == "twilio" and not (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN and TWILIO_FROM):
+    raise ImproperlyConfigured(
+        "SMS_BACKEND=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM"
+    )
+# The test suite points the Twilio client at a stub on loopback; production leaves it empty.
+SMS_API_BASE_URL = env.text("SMS_API_BASE_URL", "") or ""
+if SMS_API_BASE_URL and not SMS_API_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"SMS_API_BASE_URL must start with http:// or https://, not {SMS_API_BASE_URL!r}"
+    )
+
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise expects it to exist
@@ -316,5 +356,7 @@ LOGGING = {
             "level": "INFO",
             "propagate": False,
         },
+        # nine INFO lines per text message (addresses and headers, never the body): noise
+        "twilio.http_client": {"level": "WARNING"},
     },
 }

@@ -4,6 +4,7 @@ present in every test database (they load after migrate)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,28 @@ def therapist_a(site_a: Any) -> Any:
 @pytest.fixture
 def coordinator_b(site_b: Any) -> Any:
     return make_staff("coordinator-b", "coordinator", site_b)
+
+
+# --- reminder channels: a real SMTP server and the SMS provider's stand-in (tests/servers.py) ---
+
+
+@pytest.fixture
+def smtp_server(settings: Any) -> Iterator[Any]:
+    """A real SMTP server on loopback; Django's email goes to it for this test."""
+    from tests.servers import SmtpServer, channel_settings
+
+    with SmtpServer() as server:
+        for name, value in channel_settings(server, None).items():
+            setattr(settings, name, value)
+        yield server
+
+
+@pytest.fixture
+def sms_provider(settings: Any) -> Iterator[Any]:
+    """The SMS provider's API imitated on loopback; SMS_BACKEND=twilio points at it."""
+    from tests.servers import SmsProviderStub, channel_settings
+
+    with SmsProviderStub() as stub:
+        for name, value in channel_settings(None, stub).items():
+            setattr(settings, name, value)
+        yield stub

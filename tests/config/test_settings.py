@@ -23,6 +23,9 @@ print(json.dumps({
     "engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST"),
     "debug": settings.DEBUG, "time_zone": settings.TIME_ZONE, "use_tz": settings.USE_TZ,
     "broker": settings.CELERY_BROKER_URL,
+    "email_backend": settings.EMAIL_BACKEND, "email_host": settings.EMAIL_HOST,
+    "email_port": settings.EMAIL_PORT, "email_tls": settings.EMAIL_USE_TLS,
+    "from": settings.DEFAULT_FROM_EMAIL, "sms_backend": settings.SMS_BACKEND,
 }))
 """
 
@@ -101,6 +104,66 @@ def test_misspelled_variable_is_an_error() -> None:
 )
 def test_invalid_settings_stop_the_process(variables: dict[str, str], expected: str) -> None:
     stderr = failure_of(**variables)
+    assert expected in stderr
+
+
+def test_email_and_sms_under_debug_stay_on_the_console() -> None:
+    report = settings_of(DEBUG="1")
+    assert report["email_backend"] == "django.core.mail.backends.console.EmailBackend"
+    assert report["sms_backend"] == "console"
+
+
+def test_email_goes_to_smtp_on_localhost_unless_debug() -> None:
+    report = settings_of(SECRET_KEY="not-a-secret")
+    assert report["email_backend"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert (report["email_host"], report["email_port"]) == ("localhost", 25)
+    assert report["from"] == "reminders@localhost"
+    assert report["sms_backend"] == "console"
+
+
+def test_email_server_and_twilio_from_the_environment() -> None:
+    report = settings_of(
+        DEBUG="1",
+        EMAIL_HOST="smtp.example.org",
+        EMAIL_PORT="587",
+        EMAIL_USE_TLS="true",
+        DEFAULT_FROM_EMAIL="Clinic <reminders@example.org>",
+        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+        TWILIO_AUTH_TOKEN="not-a-token",
+        TWILIO_FROM="+15005550006",
+    )
+    assert report["email_backend"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert (report["email_host"], report["email_port"]) == ("smtp.example.org", 587)
+    assert report["email_tls"] is True
+    assert report["from"] == "Clinic <reminders@example.org>"
+    assert report["sms_backend"] == "twilio"  # credentials given: twilio unless said otherwise
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"EMAIL_PORT": "0"}, "EMAIL_PORT='0' is not a whole number from 1 to 65535"),
+        ({"EMAIL_USE_TLS": "1", "EMAIL_USE_SSL": "1"}, "choose one"),
+        ({"SMS_BACKEND": "carrier-pigeon"}, "SMS_BACKEND='CARRIER-PIGEON' is not one of"),
+        ({"SMS_BACKEND": "twilio"}, "SMS_BACKEND=twilio needs TWILIO_ACCOUNT_SID"),
+        ({"SMS_API_BASE_URL": "127.0.0.1:8000"}, "SMS_API_BASE_URL must start with http"),
+        ({"TWILIO_AUTH_TOKN": "x"}, "did you mean TWILIO_AUTH_TOKEN"),
+        ({"EMAIL_HOTS": "smtp.example.org"}, "did you mean EMAIL_HOST"),
+    ],
+    ids=[
+        "port-0",
+        "tls-and-ssl",
+        "sms-unknown",
+        "twilio-no-credentials",
+        "sms-url",
+        "tokn",
+        "hots",
+    ],
+)
+def test_invalid_channel_settings_stop_the_process(
+    variables: dict[str, str], expected: str
+) -> None:
+    stderr = failure_of(DEBUG="1", **variables)
     assert expected in stderr
 
 
