@@ -9,6 +9,7 @@ class SchedulingConfig(AppConfig):
         # every app's admin module is loaded by now (the admin app's ready runs first)
         from django.contrib import admin
 
+        from scheduling import checks  # noqa: F401  (registers the deployment checks)
         from scheduling.admin import restrict_unlisted
 
         restrict_unlisted(admin.site)

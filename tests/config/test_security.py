@@ -38,6 +38,9 @@ def production_env(**variables: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "clinic.example.org,testserver",
         "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"),
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
+        "TWILIO_FROM": "+15005550006",
         **variables,
     }
 
@@ -57,6 +60,12 @@ def test_check_deploy_is_clean_with_the_production_settings() -> None:
     done = check_deploy()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
+
+
+def test_check_deploy_warns_when_text_messages_would_only_be_logged() -> None:
+    done = check_deploy(TWILIO_ACCOUNT_SID="", SMS_BACKEND="console")
+    assert done.returncode != 0
+    assert "scheduling.W001" in done.stderr, done.stderr
 
 
 def test_check_deploy_fails_when_https_is_off() -> None:
