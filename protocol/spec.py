@@ -116,6 +116,27 @@ class ReminderRule:
     def staff_only(self) -> bool:
         return all(a in STAFF_AUDIENCES for a in self.audience)
 
+    def describe(self) -> str:
+        """The rule in words: "72 h before, to the participant, by email or SMS"."""
+        if self.day_before_at is not None:
+            when = f"the day before at {self.day_before_at:%H:%M}"
+        elif self.minutes_before is not None:
+            when = f"{self.minutes_before} min before"
+        else:
+            when = f"{self.hours_before} h before"
+        who = " and ".join(_AUDIENCE_WORDS[a] for a in self.audience)
+        how = " or ".join("SMS" if c == Channel.SMS else c.value for c in self.channels)
+        return f"{when}, to {who}, by {how}"
+
+
+_AUDIENCE_WORDS = {
+    Audience.PARTICIPANT: "the participant",
+    Audience.DYAD: "the therapists",
+    Audience.ASSESSOR: "the assessor",
+    Audience.NIGHT_ATTENDANT: "the night attendant",
+    Audience.COORDINATORS: "the coordinators",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class DosePlan:

@@ -31,6 +31,15 @@ def test_a_version_page_draws_every_session_with_its_window(client: Client, site
     assert "80 mg + 40 mg" in page
 
 
+def test_a_version_page_lists_each_sessions_reminder_rules(client: Client, site_a) -> None:
+    client.force_login(make_staff("reader", "therapist", site_a))
+    page = client.get("/protocols/mapp-ptsd/v1/").content.decode()
+    assert page.count("72 h before, to the participant, by email or SMS") == 3
+    assert page.count("the day before at 18:00, to the participant, by email or SMS") == 3
+    assert page.count("15 min before, to the therapists, by email") == 3
+    assert "no outcome 4 h after its time is escalated" in page
+
+
 def test_the_export_is_the_protocol_document(client: Client, site_a) -> None:
     client.force_login(make_staff("reader", "therapist", site_a))
     response = client.get("/protocols/mapp-ptsd/v1/export/")
