@@ -44,6 +44,7 @@ class SessionTemplateInline(admin.StackedInline[SessionTemplate, ProtocolVersion
             },
         ),
         ("For the participant", {"fields": ["preparation"]}),
+        ("Reminders", {"fields": ["reminders"]}),
     ]
 
     def _editable(self, obj: ProtocolVersion | None) -> bool:

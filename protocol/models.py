@@ -138,7 +138,13 @@ class SessionTemplate(models.Model):
     )
     #: the session's reminder rules in their document form (protocol-document.schema.json,
     #: $defs/reminder): one list, read and written only through protocol.spec
-    reminders = models.JSONField(default=list, blank=True)
+    reminders = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='A list of rules, e.g. [{"key": "24h", "when": {"hours_before": 24}, '
+        '"audience": ["participant"], "channels": ["email", "sms"], "message": "upcoming"}]; '
+        'when is hours_before, minutes_before or day_before_at ("18:00").',
+    )
 
     class Meta:
         ordering = ["version", "position"]
@@ -156,6 +162,11 @@ class SessionTemplate(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         self._check_editable()
         return super().delete(*args, **kwargs)
+
+    def clean(self) -> None:
+        problems = s.rules_problems(self.reminders)
+        if problems:
+            raise ValidationError({"reminders": problems})
 
     def _check_editable(self) -> None:
         status = ProtocolVersion.objects.filter(pk=self.version_id).values_list("status", flat=True)

@@ -458,6 +458,19 @@ def _document_validator() -> jsonschema.protocols.Validator:
     return cls(schema)
 
 
+@cache
+def _rules_validator() -> jsonschema.protocols.Validator:
+    defs = json.loads(SCHEMA_PATH.read_text())["$defs"]
+    schema = {"type": "array", "maxItems": 20, "items": {"$ref": "#/$defs/reminder"}, "$defs": defs}
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def rules_problems(rules: Any) -> list[str]:
+    """What is wrong with one session's reminder rules in document form (the admin's field)."""
+    errors = sorted(_rules_validator().iter_errors(rules), key=lambda e: list(map(str, e.path)))
+    return [message for error in errors for message in _schema_messages(error)]
+
+
 def parse_document(document: Any) -> ProtocolSpec:
     """A spec from a JSON document, or ProtocolInvalid listing every problem found."""
     errors = sorted(

@@ -42,7 +42,13 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="sessiontemplate",
             name="reminders",
-            field=models.JSONField(blank=True, default=list),
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text='A list of rules, e.g. [{"key": "24h", "when": {"hours_before": 24}, '
+                '"audience": ["participant"], "channels": ["email", "sms"], "message": "upcoming"}]; '
+                'when is hours_before, minutes_before or day_before_at ("18:00").',
+            ),
         ),
         migrations.RunPython(shipped_rules, migrations.RunPython.noop),
     ]

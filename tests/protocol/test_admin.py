@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
@@ -192,3 +193,32 @@ def test_activate_action_checks_the_rules(admin_client: Client) -> None:
     draft.refresh_from_db()
     assert draft.status == "active"
     assert mapp_v1().status == "retired"
+
+
+def test_a_drafts_reminder_rules_are_checked_on_save_and_on_activation(
+    admin_client: Client,
+) -> None:
+    action(admin_client, "new_draft", mapp_v1())
+    draft = ProtocolVersion.objects.get(protocol__slug="mapp-ptsd", version=2)
+    session = SessionTemplate.objects.get(version=draft, key="prep-1")
+    session.reminders = [{"key": "x", "when": {"weeks_before": 1}}]
+    with pytest.raises(ValidationError) as caught:
+        session.full_clean()
+    assert any("reminders" in str(m) or "when" in str(m) for m in caught.value.messages)
+
+    # a rule of the right shape that breaks a protocol rule stops activation
+    session.reminders = [
+        {
+            "key": "blind",
+            "when": {"hours_before": 24},
+            "audience": ["assessor"],
+            "channels": ["email"],
+            "message": "upcoming",
+        }
+    ]
+    session.full_clean()
+    session.save()
+    action(admin_client, "activate", draft)
+    draft.refresh_from_db()
+    assert draft.status == "draft"
+    assert mapp_v1().status == "active"
