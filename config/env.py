@@ -31,6 +31,9 @@ KNOWN: dict[str, str] = {
     "API_TOKEN_HOURS": "hours an API token from POST /api/auth/token/ stays valid",
     "TWO_FACTOR_REQUIRED": "two-factor sign-in for admins, coordinators and superusers "
     "(default: on unless DEBUG)",
+    "SITE_URL": "the address staff open the site at (https://host), for links in emails",
+    "REMINDER_FORBIDDEN_WORDS": "comma-separated words no reminder may contain, added to the "
+    "built-in list (the drug, the diagnosis, the arm...); word* matches the word's forms",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
