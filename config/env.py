@@ -44,6 +44,9 @@ KNOWN: dict[str, str] = {
     "TWILIO_AUTH_TOKEN": "Twilio auth token",
     "TWILIO_FROM": "the Twilio phone number text messages come from (+E.164)",
     "SMS_API_BASE_URL": "tests only: the SMS provider's API address (a stub on loopback)",
+    "SITE_URL": "the address staff open the site at (https://host), for links in emails",
+    "REMINDER_FORBIDDEN_WORDS": "comma-separated words no reminder may contain, added to the "
+    "built-in list (the drug, the diagnosis, the arm...); word* matches the word's forms",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

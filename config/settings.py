@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
@@ -285,6 +286,29 @@ SESSION_MAX_HOURS = env.count("SESSION_MAX_HOURS", 12, maximum=24 * 7)
 # DEBUG, so `make run`'s demo needs no phone; production must never turn it off.
 TWO_FACTOR_REQUIRED = env.flag("TWO_FACTOR_REQUIRED", default=not DEBUG)
 OTP_TOTP_ISSUER = "Course scheduler"
+
+# Where staff open the site: links in staff emails (a check-in's escalation) are absolute, and
+# the host names the reminders' Message-IDs. `make run` serves http://localhost:8000.
+SITE_URL = (env.text("SITE_URL") or "http://localhost:8000").rstrip("/")
+_site = urlsplit(SITE_URL)
+if _site.scheme not in ("http", "https") or not _site.hostname or _site.path or _site.query:
+    raise ImproperlyConfigured(
+        f"SITE_URL={SITE_URL!r} is not an address such as https://clinic.example.org"
+    )
+
+# Words no reminder may contain (whole words, any case; "word*" also matches its forms):
+# messages reach phones' lock screens and shared inboxes, so they never name the drug, the
+# diagnosis, the treatment, the study arm or the protocol. The send task refuses a participant
+# message that would (a site's name, a protocol's preparation notes); a test renders them all.
+REMINDER_FORBIDDEN_WORDS = [
+    *("mdma", "midomafetamine", "methylenedioxy*", "ecstasy", "molly", "xtc"),
+    *("psychedelic*", "entactogen*", "empathogen*", "hallucinogen*", "psilocybin", "ketamine"),
+    *("ptsd", "post-traumatic", "posttraumatic", "trauma*"),
+    *("dose", "doses", "dosed", "dosing", "mg", "milligram*", "drug", "drugs", "narcotic*"),
+    *("placebo", "arm", "arms", "randomi*", "blinded", "unblinded", "investigational"),
+    *("mapp", "maps", "lykos", "cbct"),
+    *env.items("REMINDER_FORBIDDEN_WORDS", []),
+]
 
 REST_KNOX = {
     "TOKEN_TTL": timedelta(hours=env.count("API_TOKEN_HOURS", 10, maximum=24 * 30)),

@@ -1,13 +1,43 @@
-"""What a reminder says: rendered from Django templates (text, HTML, a short SMS text), and
-what stands in the way of sending it now. STUB in the foundation commit; filled in by the
-messages work (templates/reminders/)."""
+"""What a reminder says, and what stands in the way of sending it now.
+
+``render`` fills Django templates (templates/reminders/): per message a subject, a plain-text
+body, an HTML body and a short SMS text; a session kind may override any of them with
+``reminders/<kind>/<file>``. Participant messages are discreet: they name the site, the date,
+the local time with its zone, where and how to prepare, never the drug, the diagnosis, the arm,
+the session's internal title or the participant's code (settings.REMINDER_FORBIDDEN_WORDS).
+
+``hold_reason`` is the send-time check the send task asks right before sending: is the
+session still as the message says, may this recipient get it on this channel, now?
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
 
-from scheduling.models import Reminder
+from django.conf import settings
+from django.template import Context, Engine
+from django.template.loader import select_template
+from django.urls import reverse
+
+from protocol.models import SessionTemplate
+from protocol.spec import Kind, RoomNeed
+from scheduling.clock import display_name, local, local_text, zone_of
+from scheduling.models import (
+    CheckInOutcome,
+    Participant,
+    Reminder,
+    ScheduledSession,
+    StaffBooking,
+    StaffProfile,
+)
+from scheduling.planning import people_day, people_time
+from scheduling.reminders import in_quiet_hours, quiet_hours_end
 
 
 @dataclass(frozen=True)
@@ -28,12 +58,467 @@ class Hold:
     due_at: datetime | None = None
 
 
+class Indiscreet(Exception):
+    """A participant message that would name something it must not (a forbidden word from a
+    site's name or a protocol's preparation notes, or the participant's code). The send task
+    records the reminder as failed with this reason, so it shows on Today."""
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+#: a session kind as a participant reads it: never the protocol's internal title
+#: ("Dosing session 1"), which may name the treatment
+PARTICIPANT_WHAT: dict[str, str] = {
+    Kind.SCREENING: "your screening visit",
+    Kind.PREPARATORY: "your preparation session",
+    Kind.ASSESSMENT: "your interview",
+    Kind.DOSING: "your full-day session",
+    Kind.INTEGRATION: "your session with your therapy team",
+    Kind.PHONE_CHECKIN: "your phone call with your therapist",
+    Kind.FOLLOW_UP: "your follow-up interview",
+    Kind.OTHER: "your session",
+}
+
+#: the same for staff emails (which pass through mail servers and lock screens too)
+STAFF_WHAT: dict[str, str] = {
+    Kind.SCREENING: "screening visit",
+    Kind.PREPARATORY: "preparatory session",
+    Kind.ASSESSMENT: "assessment",
+    Kind.DOSING: "full-day session",
+    Kind.INTEGRATION: "follow-up therapy session",
+    Kind.PHONE_CHECKIN: "phone check-in",
+    Kind.FOLLOW_UP: "follow-up assessment",
+    Kind.OTHER: "session",
+}
+
+#: where a session without a room happens, as the participant's printed schedule says it
+WHERE_REMOTE = {
+    "video": "By video: your team sends you the link.",
+    "phone": "By phone: your therapist calls you.",
+}
+
+#: the parts of a message, by their template file suffix
+_PARTS = {"subject": ".subject.txt", "text": ".txt", "html": ".html", "sms": ".sms.txt"}
+
+#: typographic characters an SMS would otherwise send as UCS-2 (70 characters a part)
+_GSM_SAFE = str.maketrans(
+    {
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2026": "...",
+        "\u00a0": " ",
+        "\u2009": " ",
+        "\u202f": " ",
+    }
+)
+
+#: the GSM 03.38 alphabet (basic set and the extension table's characters)
+GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€"
+)
+
+
 def render(reminder: Reminder) -> Rendered:
-    subject = f"Reminder: {reminder.session.title}"
-    text = f"{subject}\n"
-    return Rendered(subject=subject, text=text, html=f"<p>{subject}</p>", sms=subject)
+    """The reminder's subject, plain text, HTML and SMS text. Raises Indiscreet when a
+    participant message would contain a forbidden word or the participant's code."""
+    context = message_context(reminder)
+    kind = reminder.session.kind
+    subject = " ".join(_render_text(reminder.message, kind, "subject", context).split())
+    context["subject"] = subject
+    rendered = Rendered(
+        subject=subject,
+        text=_tidy(_render_text(reminder.message, kind, "text", context)),
+        html=_template(reminder.message, kind, "html").render(context).strip() + "\n",
+        sms=" ".join(
+            _render_text(reminder.message, kind, "sms", context).translate(_GSM_SAFE).split()
+        ),
+    )
+    if reminder.participant_id is not None:
+        problem = indiscretion(
+            rendered, code=reminder.participant.code if reminder.participant else ""
+        )
+        if problem:
+            raise Indiscreet(problem)
+    return rendered
+
+
+def message_context(reminder: Reminder) -> dict[str, Any]:
+    """What the templates may say about the reminder's session, as plain strings."""
+    session, site = reminder.session, reminder.site
+    start = reminder.session_start  # the start this message speaks of
+    end = start + (session.end - session.start)
+    template = _session_template(session)
+    mode = _mode(session, template)
+    address = [line.strip() for line in site.address.splitlines() if line.strip()]
+    what = PARTICIPANT_WHAT.get(session.kind, "your session")
+    staff_what = STAFF_WHAT.get(session.kind, "session")
+    context: dict[str, Any] = {
+        "message": reminder.message,
+        "kind": session.kind,
+        "site_name": site.name,
+        "site_address_lines": address,
+        "site_phone": site.phone.strip(),
+        "site_phone_link": re.sub(r"[^0-9+]", "", site.phone),
+        "when": local_text(start, site),
+        "when_short": _short(local(start, site)),
+        "span": _span(local(start, site), local(end, site)),
+        "time": f"{local(start, site):%H:%M %Z}",
+        "overnight": session.overnight,
+        "joint": bool(template and template.joint and session.course.partner_id),
+        "mode": mode,
+        "where": (", ".join([site.name, *address]) if mode == "site" else WHERE_REMOTE[mode]),
+        "mode_short": f"by {mode}",
+        "preparation": " ".join((template.preparation if template else "").split()),
+        "what": what,
+        "what_at": {"site": f"{what} at {site.name}", "video": f"{what} with {site.name}"}.get(
+            mode, f"{what} ({site.name})"
+        ),
+        # fasting, what to bring for the night, no driving home: the long day's concerns
+        "long_day": session.overnight or session.kind == Kind.DOSING,
+        "staff_what": staff_what,
+        "staff_a": "an" if staff_what.startswith(tuple("aeiou")) else "a",
+        "link": absolute_url(reverse("session", args=[session.pk])),
+        "escalation_hours": session.course.protocol_version.checkin_escalation_hours,
+    }
+    if reminder.purpose == Reminder.Purpose.MOVED and reminder.participant is not None:
+        told = _last_told(reminder)
+        context["previous"] = local_text(told, site) if told else ""
+    if reminder.purpose == Reminder.Purpose.ESCALATION:
+        context.update(_escalation_context(reminder))
+    return context
+
+
+def _short(moment: datetime) -> str:
+    """ "Wed 24 Mar 09:00 EDT": an SMS counts its characters; the weekday pins the date."""
+    return f"{moment:%a} {moment.day} {moment:%b %H:%M %Z}"
+
+
+def _span(start: datetime, end: datetime) -> str:
+    """ "Tue 2 Mar 2027, 10:00 to 11:30 EST"; a zone change in between shows both zones."""
+    day = people_day(start.date())
+    if start.date() != end.date():
+        return f"{day} {start:%H:%M %Z} to {people_time(end)}"
+    if start.tzname() != end.tzname():
+        return f"{day}, {start:%H:%M %Z} to {end:%H:%M %Z}"
+    return f"{day}, {start:%H:%M} to {end:%H:%M %Z}"
+
+
+def _escalation_context(reminder: Reminder) -> dict[str, Any]:
+    """Why a check-in escalates: a concern (the outcome named in the row's key) or no
+    outcome N hours after its time (the latest outcome, if any, is "no answer")."""
+    outcome = _concern_of(reminder)
+    cause = "concern" if outcome is not None else "overdue"
+    outcome = outcome or reminder.session.checkin_outcomes.select_related("recorded_by").first()
+    found: dict[str, Any] = {"cause": cause, "outcome": None}
+    if outcome is not None:
+        found["outcome"] = {
+            "label": outcome.get_outcome_display(),
+            "at": local_text(outcome.recorded_at, reminder.site),
+            "by": display_name(outcome.recorded_by),
+        }
+    return found
+
+
+def _concern_of(reminder: Reminder) -> CheckInOutcome | None:
+    """The concern an escalation row was made for (key: ``.../escalation/concern-<id>/u<n>``)."""
+    match = re.search(r"/escalation/concern-([0-9]+)/", reminder.idempotency_key)
+    if match is None:
+        return None
+    return (
+        CheckInOutcome.objects.select_related("recorded_by")
+        .filter(pk=int(match.group(1)), session_id=reminder.session_id)
+        .first()
+    )
+
+
+def _last_told(reminder: Reminder) -> datetime | None:
+    """The start this participant was last told of for this session (a sent reminder or
+    moved notice about another start): what "has moved" moves from."""
+    row = (
+        Reminder.objects.filter(
+            session_id=reminder.session_id,
+            participant=reminder.participant,
+            status=Reminder.Status.SENT,
+        )
+        .exclude(session_start=reminder.session_start)
+        .order_by("-sent_at", "-pk")
+        .first()
+    )
+    return row.session_start if row else None
+
+
+def _session_template(session: ScheduledSession) -> SessionTemplate | None:
+    return SessionTemplate.objects.filter(
+        version_id=session.course.protocol_version_id, key=session.template_key
+    ).first()
+
+
+def _mode(session: ScheduledSession, template: SessionTemplate | None) -> str:
+    """site, video or phone: the same rule as the participant's printed schedule."""
+    if session.kind == Kind.PHONE_CHECKIN:
+        return "phone"
+    needs_room = template.room != RoomNeed.NONE if template else session.room_id is not None
+    return "site" if needs_room else "video"
+
+
+def absolute_url(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def _names(message: str, kind: str, part: str) -> list[str]:
+    suffix = _PARTS[part]
+    return [f"reminders/{kind}/{message}{suffix}", f"reminders/{message}{suffix}"]
+
+
+def _template(message: str, kind: str, part: str) -> Any:
+    return select_template(_names(message, kind, part))
+
+
+@cache
+def _text_engine(dirs: tuple[str, ...]) -> Engine:
+    """Plain text and SMS are not HTML: an ampersand in an address stays an ampersand. The
+    same template directories, without autoescaping (the HTML part keeps it)."""
+    return Engine(dirs=list(dirs), app_dirs=False, autoescape=False)
+
+
+def _render_text(message: str, kind: str, part: str, context: dict[str, Any]) -> str:
+    engines: list[dict[str, Any]] = settings.TEMPLATES
+    dirs = tuple(str(d) for t in engines for d in t.get("DIRS", []))
+    template = _text_engine(dirs).select_template(_names(message, kind, part))
+    return str(template.render(Context(context, autoescape=False)))
+
+
+def _tidy(text: str) -> str:
+    """Template tags leave blank lines and trailing spaces behind: at most one blank line."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
+
+
+def is_gsm7(text: str) -> bool:
+    """Whether an SMS text fits the GSM 7-bit alphabet (160 characters a part, not 70)."""
+    return all(ch in GSM7 for ch in text)
+
+
+# --- discretion ----------------------------------------------------------------------------
+
+
+@cache
+def _forbidden_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Whole words, any case; ``word*`` also matches longer words starting with it."""
+    alternatives = []
+    for word in words:
+        word = word.strip().lower()
+        if not word:
+            continue
+        if word.endswith("*"):
+            alternatives.append(re.escape(word[:-1]) + r"\w*")
+        else:
+            alternatives.append(re.escape(word))
+    if not alternatives:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
+
+
+def forbidden_words_in(text: str) -> list[str]:
+    """The forbidden words in ``text``, as written there (settings.REMINDER_FORBIDDEN_WORDS)."""
+    pattern = _forbidden_pattern(tuple(settings.REMINDER_FORBIDDEN_WORDS))
+    if pattern is None:
+        return []
+    return sorted({m.group(0) for m in pattern.finditer(text)}, key=str.lower)
+
+
+def indiscretion(rendered: Rendered, *, code: str = "") -> str:
+    """Why ``rendered`` may not go to a participant, or "" when it may."""
+    found: dict[str, list[str]] = {}
+    for part in ("subject", "text", "html", "sms"):
+        value = getattr(rendered, part)
+        words = forbidden_words_in(value)
+        if code and re.search(rf"(?<![\w-]){re.escape(code)}(?![\w-])", value, re.IGNORECASE):
+            words.append("the participant's study code")
+        for word in words:
+            found.setdefault(word, []).append(part)
+    if not found:
+        return ""
+    named = "; ".join(f"“{word}” in the {', '.join(parts)}" for word, parts in found.items())
+    return (
+        f"Not sent: the message would contain {named}. Check the site's name and address and "
+        "the protocol's preparation notes for this session, then plan the reminder again."
+    )
+
+
+# --- message ids ---------------------------------------------------------------------------
+
+
+def message_id(reminder: Reminder) -> str:
+    """The email's Message-ID: the same for every attempt of one row (a retried send is
+    recognisably the same message), different for every row."""
+    digest = hashlib.sha256(reminder.idempotency_key.encode()).hexdigest()[:40]
+    return f"<reminder.{digest}@{urlsplit(settings.SITE_URL).hostname}>"
+
+
+# --- the send-time check -------------------------------------------------------------------
 
 
 def hold_reason(reminder: Reminder, now: datetime) -> Hold | None:
-    """None when the reminder may go now."""
+    """None when the reminder may go now; else why not, in plain words, and whether it goes
+    later (pending at ``due_at``) or never (skipped)."""
+    if reminder.purpose == Reminder.Purpose.ESCALATION:
+        return _escalation_hold(reminder, now) or _staff_hold(reminder)
+    return _session_hold(reminder, now) or (
+        _participant_hold(reminder, now)
+        if reminder.participant_id is not None
+        else _staff_hold(reminder)
+    )
+
+
+CLOSED: dict[str, str] = {
+    ScheduledSession.Status.CANCELLED: "The session was cancelled.",
+    ScheduledSession.Status.COMPLETED: "The session is completed.",
+    ScheduledSession.Status.MISSED: "The session was marked missed.",
+}
+
+
+def _skip(reason: str) -> Hold:
+    return Hold(status=Reminder.Status.SKIPPED, reason=reason)
+
+
+def _session_hold(reminder: Reminder, now: datetime) -> Hold | None:
+    session, site = reminder.session, reminder.site
+    if session.superseded:
+        return _skip("The session was rebooked; the new booking has reminders of its own.")
+    if not session.is_open:
+        return _skip(CLOSED.get(session.status, f"The session is {session.status}."))
+    if session.start != reminder.session_start:
+        return _skip(
+            f"The session moved to {local_text(session.start, site)}; "
+            "the reminders for the new time go instead."
+        )
+    if now >= session.start:
+        return _skip(f"Too late: the session began at {local_text(session.start, site)}.")
+    return None
+
+
+def _participant_hold(reminder: Reminder, now: datetime) -> Hold | None:
+    person, site = reminder.participant, reminder.site
+    assert person is not None
+    if person.status == Participant.Status.WITHDRAWN:
+        return _skip("The participant has withdrawn.")
+    if person.reminders_paused_at is not None:
+        since = local_text(person.reminders_paused_at, site)
+        why = person.reminders_pause_reason.strip() or "no reason given"
+        return _skip(f"Reminders paused by staff: {why} (since {since}).")
+    if reminder.channel == Reminder.Channel.SMS:
+        if person.sms_consent_at is None:
+            return _skip(_no_consent(person, "sms", "text messages"))
+        if not person.phone.strip():
+            return _skip("No mobile number on file for text messages.")
+    else:
+        if person.email_consent_at is None:
+            return _skip(_no_consent(person, "email", "email reminders"))
+        if not person.email.strip():
+            return _skip("No email address on file.")
+    zone = zone_of(site)
+    assert zone is not None
+    if in_quiet_hours(now, zone, site.quiet_hours_start, site.quiet_hours_end):
+        quiet = f"{site.quiet_hours_start:%H:%M} to {site.quiet_hours_end:%H:%M}"
+        ends = quiet_hours_end(now, zone, site.quiet_hours_start, site.quiet_hours_end)
+        if ends < reminder.session_start:
+            return Hold(
+                status=Reminder.Status.PENDING,
+                reason=f"Quiet hours at {site.name} ({quiet}): goes at {local_text(ends, site)}.",
+                due_at=ends,
+            )
+        return _skip(
+            f"Quiet hours at {site.name} ({quiet}) last until the session begins at "
+            f"{local_text(reminder.session_start, site)}."
+        )
+    return None
+
+
+def _no_consent(person: Participant, channel: str, what: str) -> str:
+    """ "No consent to text messages (withdrawn on <when> (<how>))", from the audit history:
+    the first change of the current run without consent."""
+    field = f"{channel}_consent_at"
+    withdrawn = None
+    history: Any = person.history  # simple-history's manager
+    records = history.order_by("-history_date", "-history_id").values(
+        field, "history_date", "history_change_reason"
+    )
+    for record in records[:200]:
+        if record[field] is not None:
+            break
+        withdrawn = record
+    else:
+        return f"No consent to {what}."  # never given (or history too long to tell)
+    if withdrawn is None:  # consent present in the latest history; the row is stale
+        return f"No consent to {what}."
+    how = (withdrawn["history_change_reason"] or "").strip()
+    source = re.search(r"\(([^()]+)\)\s*$", how)
+    how = source.group(1) if source else how
+    when = local_text(withdrawn["history_date"], person.site)
+    return f"No consent to {what} (withdrawn on {when}{f', {how}' if how else ''})."
+
+
+def _staff_hold(reminder: Reminder) -> Hold | None:
+    user = reminder.staff
+    if user is None:
+        return _skip("The reminder has no recipient.")
+    name = display_name(user)
+    if not user.is_active:
+        return _skip(f"{name}'s account is switched off.")
+    if not user.email.strip():
+        return _skip(f"{name} has no email address: add one in the admin.")
+    if reminder.purpose == Reminder.Purpose.ESCALATION:
+        if not _coordinator_of(user.pk, reminder.site_id):
+            return _skip(f"{name} is no longer a coordinator at {reminder.site.name}.")
+        return None
+    booked = StaffBooking.objects.filter(
+        session_id=reminder.session_id, user_id=user.pk, active=True
+    ).exists()
+    if not booked and not _coordinator_of(user.pk, reminder.site_id):
+        return _skip(f"{name} is no longer booked on this session.")
+    return None
+
+
+def _coordinator_of(user_id: int, site_id: int) -> bool:
+    return StaffProfile.objects.filter(
+        user_id=user_id, role=StaffProfile.Role.COORDINATOR, sites__id=site_id
+    ).exists()
+
+
+def _escalation_hold(reminder: Reminder, now: datetime) -> Hold | None:
+    """A concern always goes. An overdue check-in goes unless it was cancelled or someone has
+    been reached (or a concern already told the coordinators)."""
+    if _concern_of(reminder) is not None:
+        return None
+    if "/escalation/concern-" in reminder.idempotency_key:
+        return _skip("The concern this escalation was about is no longer on record.")
+    session, site = reminder.session, reminder.site
+    if session.superseded or session.status == ScheduledSession.Status.CANCELLED:
+        return _skip("The check-in was cancelled.")
+    latest = session.checkin_outcomes.select_related("recorded_by").first()
+    if latest is not None and latest.outcome == CheckInOutcome.Outcome.REACHED:
+        return _skip(
+            f"The participant was reached (recorded {local_text(latest.recorded_at, site)} "
+            f"by {display_name(latest.recorded_by)})."
+        )
+    if latest is not None and latest.outcome == CheckInOutcome.Outcome.CONCERN:
+        return _skip(
+            f"A concern was recorded {local_text(latest.recorded_at, site)}; "
+            "the coordinators were told then."
+        )
+    # the check-in moved after this row was planned: it escalates from its new time
+    due = session.start + timedelta(hours=session.course.protocol_version.checkin_escalation_hours)
+    if now < due:
+        return Hold(
+            status=Reminder.Status.PENDING,
+            reason=f"The check-in is now at {local_text(session.start, site)}; "
+            f"escalates at {local_text(due, site)} if no one is reached.",
+            due_at=due,
+        )
     return None
