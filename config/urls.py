@@ -71,6 +71,11 @@ api_patterns = [
         api.ParticipantSessionsApi.as_view(),
         name="participant-sessions",
     ),
+    path(
+        "participants/<id:pk>/reminders/",
+        api.ParticipantRemindersApi.as_view(),
+        name="participant-reminders",
+    ),
     path("sessions/", api.SessionListApi.as_view(), name="sessions"),
     path("sessions/<id:pk>/", api.SessionDetailApi.as_view(), name="session"),
     path(
@@ -81,6 +86,11 @@ api_patterns = [
     path("sessions/<id:pk>/cancel/", api.SessionCancelApi.as_view(), name="session-cancel"),
     path("sessions/<id:pk>/status/", api.SessionStatusApi.as_view(), name="session-status"),
     path("sessions/<id:pk>/rebook/", api.SessionRebookApi.as_view(), name="session-rebook"),
+    path(
+        "sessions/<id:pk>/checkin-outcome/",
+        api.SessionCheckinOutcomeApi.as_view(),
+        name="session-checkin-outcome",
+    ),
     path(
         "participants/<id:pk>/withdraw/",
         api.ParticipantWithdrawApi.as_view(),
@@ -112,6 +122,7 @@ urlpatterns = [
         name="participant-schedule",
     ),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
+    path("sessions/<id:pk>/checkin/", scheduling_views.session_checkin, name="session-checkin"),
     path("protocols/", protocol_views.library, name="protocols"),
     path("protocols/import/", protocol_views.version_import, name="protocol-import"),
     path(

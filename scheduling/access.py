@@ -11,6 +11,8 @@ A scope says *which* objects of that kind the role reaches:
   sessions' participants;
 - ``ASSESSMENTS``: a remote assessor's assessments: the assessment sessions booked to them, and
   nothing else of the course (blinded: no arm, no doses, no dosing-day records);
+- ``BOOKED``: the sessions the user is booked on (a phone check-in's outcome is recorded by the
+  therapist who makes the call);
 - ``OWN``: the user's own staff record and availability;
 - ``NONE``: nothing.
 
@@ -34,11 +36,13 @@ from django.db.models import Model, Q, QuerySet
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
 from scheduling.models import (
     AccessLog,
+    CheckInOutcome,
     Course,
     Deviation,
     Dyad,
     OpeningHours,
     Participant,
+    Reminder,
     Room,
     RoomBooking,
     ScheduledSession,
@@ -59,6 +63,7 @@ class Scope(StrEnum):
     TREATED = "the participants they treat"
     NIGHTS = "the nights they work"
     ASSESSMENTS = "the assessments booked to them"
+    BOOKED = "the sessions they are booked on"
     OWN = "their own record"
     NONE = "nothing"
 
@@ -72,14 +77,16 @@ class Action(StrEnum):
     SET_STATUS = "set status"  # confirm, complete, cancel, mark missed
     END = "end"  # withdraw a participant, end a course early
     IMPORT = "import"  # new protocol versions: import, draft, activate, retire
+    RECORD_CHECKIN = "record check-in"  # the outcome of a phone check-in
 
 
 # one letter per scope keeps the table below readable as a table
-S, T, N, A, OWN, X = (
+S, T, N, A, B, OWN, X = (
     Scope.SITE,
     Scope.TREATED,
     Scope.NIGHTS,
     Scope.ASSESSMENTS,
+    Scope.BOOKED,
     Scope.OWN,
     Scope.NONE,
 )
@@ -131,6 +138,7 @@ RULES: dict[type[Model], dict[Action, dict[str, Scope]]] = {
         Action.VIEW: _row(S, S, T, A, N),
         Action.RESCHEDULE: _row(S, S, T, X, X),
         Action.SET_STATUS: _row(S, S, T, X, X),
+        Action.RECORD_CHECKIN: _row(S, S, B, X, X),
     },
     Deviation: {Action.VIEW: _row(S, S, T, A, N)},
     RoomBooking: {Action.VIEW: _row(S, S, T, X, N)},
@@ -141,6 +149,10 @@ RULES: dict[type[Model], dict[Action, dict[str, Scope]]] = {
     SessionTemplate: {Action.VIEW: _row(S, S, S, X, S), Action.IMPORT: _row(S, S, X, X, X)},
     # who read which participant's record: for the site's administrators (compliance)
     AccessLog: {Action.VIEW: _row(S, X, X, X, X)},
+    # the outbox: what was planned, sent, failed or skipped, and why; "change" is sending a
+    # failed one again (the admin's action), never editing a row
+    Reminder: {Action.VIEW: _row(S, S, T, X, N), Action.CHANGE: _row(S, S, X, X, X)},
+    CheckInOutcome: {Action.VIEW: _row(S, S, T, X, X)},
 }
 
 #: how each object kind reaches its site (None: shared by every site, like protocols)
@@ -160,6 +172,8 @@ SITE_PATHS: dict[type[Model], str | None] = {
     RoomBooking: "session__course__participant__site",
     StaffBooking: "session__course__participant__site",
     AccessLog: "participant__site",
+    Reminder: "site",
+    CheckInOutcome: "session__course__participant__site",
     Protocol: None,
     ProtocolVersion: None,
     SessionTemplate: None,
@@ -172,6 +186,8 @@ COURSE_PATHS: dict[type[Model], str] = {
     Deviation: "session__course",
     RoomBooking: "session__course",
     StaffBooking: "session__course",
+    Reminder: "session__course",
+    CheckInOutcome: "session__course",
 }
 #: how a clinical object reaches its session ("" is the session itself)
 SESSION_PATHS: dict[type[Model], str] = {
@@ -179,6 +195,8 @@ SESSION_PATHS: dict[type[Model], str] = {
     Deviation: "session",
     RoomBooking: "session",
     StaffBooking: "session",
+    Reminder: "session",
+    CheckInOutcome: "session",
 }
 #: how a personal object reaches its person
 OWNER_PATHS: dict[type[Model], str] = {
@@ -314,6 +332,8 @@ def _role_condition(model: type[Model], found: Scope, uid: int) -> Q:
         return _course_condition(model, Course.objects.filter(sessions__in=night_sessions(uid)))
     if found == Scope.ASSESSMENTS and model in SESSION_PATHS:
         return _session_condition(model, assessment_sessions(uid))
+    if found == Scope.BOOKED and model in SESSION_PATHS:
+        return _session_condition(model, booked_sessions(uid))
     return Q(pk__in=[])  # this scope does not reach this kind of object
 
 
@@ -353,12 +373,18 @@ def assessment_sessions(uid: int) -> QuerySet[Any]:
     return ScheduledSession.objects.filter(kind="assessment", pk__in=booked).values("pk")
 
 
+def booked_sessions(uid: int) -> QuerySet[Any]:
+    """Ids of the sessions a person is booked on."""
+    return StaffBooking.objects.filter(user_id=uid, active=True).values("session")
+
+
 #: the README's words for each scope
 SHORT = {
     Scope.SITE: "site",
     Scope.TREATED: "treated",
     Scope.NIGHTS: "nights",
     Scope.ASSESSMENTS: "assessments",
+    Scope.BOOKED: "booked",
     Scope.OWN: "own",
     Scope.NONE: "—",
 }

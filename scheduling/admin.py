@@ -29,11 +29,13 @@ from protocol.models import Protocol, ProtocolVersion, SessionTemplate
 from scheduling import access, clock, selectors, services, validators
 from scheduling.models import (
     AccessLog,
+    CheckInOutcome,
     Course,
     Deviation,
     Dyad,
     OpeningHours,
     Participant,
+    Reminder,
     Room,
     RoomBooking,
     ScheduledSession,
@@ -667,6 +669,110 @@ class AccessLogAdmin(PolicyMixin, admin.ModelAdmin[AccessLog]):
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False
+
+
+# --- the outbox and check-ins --------------------------------------------------------------
+
+
+@admin.register(Reminder)
+class ReminderAdmin(PolicyMixin, admin.ModelAdmin[Reminder]):
+    """The outbox: every reminder, moved notice and check-in escalation, planned, sent, failed,
+    skipped or cancelled, with why. Read-only: rows are planned with their sessions and sent by
+    the worker. A failed one can be sent again (the action), never edited or deleted."""
+
+    list_display = [
+        "due",
+        "session_key",
+        "recipient",
+        "purpose",
+        "channel",
+        "status",
+        "reason",
+        "attempts",
+        "sent",
+    ]
+    list_filter = [
+        "status",
+        "channel",
+        "purpose",
+        ("site", admin.RelatedOnlyFieldListFilter),
+        ("due_at", admin.DateFieldListFilter),
+    ]
+    list_select_related = ["site", "session", "participant", "staff"]
+    search_fields = ["idempotency_key"]
+    date_hierarchy = "due_at"
+    due = local_column("due_at", "due")
+    sent = local_column("sent_at", "sent")
+    actions = ["send_again"]
+
+    @admin.display(description="session", ordering="session__start")
+    def session_key(self, reminder: Reminder) -> str:
+        return reminder.session.key
+
+    @admin.display(description="to")
+    def recipient(self, reminder: Reminder) -> str:
+        if reminder.participant is not None:
+            return reminder.participant.code
+        return clock.display_name(reminder.staff)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # rows are planned and sent by the services and the worker
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_send_again_permission(self, request: HttpRequest) -> bool:
+        return access.allows(request.user, Action.CHANGE, Reminder)
+
+    @admin.action(
+        description="Send the selected failed reminders again now", permissions=["send_again"]
+    )
+    def send_again(self, request: HttpRequest, queryset: QuerySet[Reminder]) -> None:
+        """Failed rows back to pending, due now, with who asked: the sweep picks them up within
+        a minute and the send task checks them again (moved, too late, consent). Only failed
+        rows the user may change; the others are left as they are."""
+        mine = access.scope(queryset, request.user, Action.CHANGE)
+        by = clock.display_name(request.user)
+        count = mine.filter(status=Reminder.Status.FAILED).update(
+            status=Reminder.Status.PENDING,
+            due_at=timezone.now(),
+            attempts=0,
+            claim=None,
+            lease_until=None,
+            reason=f"retried by {by}",
+            updated_at=timezone.now(),
+        )
+        skipped = queryset.count() - count
+        said = f"{count} failed reminder{'s' * (count != 1)} will be sent again within a minute."
+        if skipped:
+            said += f" {skipped} not failed (or not yours to resend) were left as they are."
+        self.message_user(request, said, messages.SUCCESS if count else messages.WARNING)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+@admin.register(CheckInOutcome)
+class CheckInOutcomeAdmin(ClinicalRecordAdmin[CheckInOutcome]):
+    """What each phone check-in came to, as recorded on Today or through the API."""
+
+    list_display = ["session_when", "outcome", "note", "recorded_by", "recorded"]
+    list_filter = [
+        "outcome",
+        ("session__course__participant__site", admin.RelatedOnlyFieldListFilter),
+    ]
+    list_select_related = ["session__course__participant__site", "recorded_by"]
+    recorded = local_column("recorded_at", "recorded at")
+    search_fields = ["session__course__participant__code"]
+    date_hierarchy = "recorded_at"
+
+    @admin.display(description="check-in", ordering="session__start")
+    def session_when(self, row: CheckInOutcome) -> str:
+        session = row.session
+        when = clock.local_text(session.start, session)
+        return f"{session.course.participant.code} {session.key}, {when}"
 
 
 # --- people, protocols and other apps' models --------------------------------------------

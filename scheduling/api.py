@@ -39,12 +39,14 @@ from rest_framework.views import set_rollback
 
 from config.api import ApiSchema, ErrorSerializer, Pagination, QuerySerializer
 from protocol.models import ProtocolVersion
-from scheduling import access, services, validators
+from scheduling import access, checkins, services, validators
 from scheduling.access import Action
 from scheduling.models import (
+    CheckInOutcome,
     Course,
     Dyad,
     Participant,
+    Reminder,
     Room,
     ScheduledSession,
     Site,
@@ -52,11 +54,13 @@ from scheduling.models import (
     StaffProfile,
 )
 from scheduling.serializers import (
+    CheckInOutcomeOutputSerializer,
     ConsequenceOutputSerializer,
     DyadOutputSerializer,
     EndingOutputSerializer,
     ParticipantOutputSerializer,
     RebookOutputSerializer,
+    ReminderOutputSerializer,
     RescheduleOutputSerializer,
     RoomOutputSerializer,
     SessionDetailOutputSerializer,
@@ -559,6 +563,35 @@ class ParticipantSessionsApi(ListApi):
         return response
 
 
+@extend_schema(
+    tags=["participants"],
+    description="The reminders of the participant's sessions (as participant or partner), in "
+    "due order: planned (pending, sending), sent, failed, skipped and cancelled, each with the "
+    "reason for its status; to the participant or to staff (check-in calls, escalations). "
+    "Times are UTC (the read is logged).",
+)
+class ParticipantRemindersApi(ListApi):
+    serializer_class = ReminderOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Reminder]:
+        if _schema_only(self):
+            return Reminder.objects.none()
+        found = self.participant
+        return (
+            _scope(Reminder.objects.all(), self.request)
+            .filter(Q(session__course__participant=found) | Q(session__course__partner=found))
+            .order_by("due_at", "pk")
+        )
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.participant = get_object_or_404(
+            _scope(Participant.objects.all(), request), pk=kwargs["pk"]
+        )
+        response = super().list(request, *args, **kwargs)
+        _log_read(request, self.participant, "participant-reminders")
+        return response
+
+
 # --- sessions ------------------------------------------------------------------------------
 
 
@@ -869,6 +902,58 @@ class SessionRebookApi(ActionApi):
         data = _valid(self.InputSerializer, request)
         result = services.session_rebook(session=session, by=request.user, **data)
         return Response(RebookOutputSerializer(result).data)
+
+
+class SessionCheckinOutcomeApi(ActionApi):
+    @extend_schema_serializer(component_name="CheckInOutcomeRecord")
+    class InputSerializer(serializers.Serializer):
+        outcome = serializers.ChoiceField(
+            choices=CheckInOutcome.Outcome.choices, help_text="What the call came to."
+        )
+        note = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=validators.REASON_MAX_LENGTH,
+            help_text="Required for a concern (the site's coordinators read it on the session).",
+        )
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if attrs["outcome"] == CheckInOutcome.Outcome.CONCERN and not attrs["note"].strip():
+                raise exceptions.ValidationError(
+                    {"note": ["Say what the concern is: the site's coordinators are told."]}
+                )
+            return attrs
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: CheckInOutcomeOutputSerializer},
+        tags=["sessions"],
+        description=(
+            "Record what a phone check-in came to (the therapist booked on it, the site's "
+            "coordinators and administrators; anyone else who sees it: 403). Several outcomes "
+            "per check-in are kept; the latest counts. A concern needs a note and emails every "
+            "coordinator of the site at once (`escalations`, written in the same transaction). "
+            "A session that is not a phone check-in, was cancelled or rebooked, or lies on a "
+            "later day is a 400 on `session`."
+        ),
+        examples=[
+            OpenApiExample("reached", request_only=True, value={"outcome": "reached"}),
+            OpenApiExample(
+                "concern",
+                request_only=True,
+                value={"outcome": "concern", "note": "Low mood; asked for a call back today."},
+            ),
+        ],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        session = _session_for(request, pk, Action.RECORD_CHECKIN)
+        data = _valid(self.InputSerializer, request)
+        row = checkins.checkin_record(session=session, by=request.user, **data)
+        output = CheckInOutcomeOutputSerializer(
+            row, context={"escalations": checkins.escalations_of(row)}
+        )
+        return Response(output.data, status=status.HTTP_201_CREATED)
 
 
 class EndingInputSerializer(serializers.Serializer):

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from django import forms
 
-from scheduling.models import Participant, ScheduledSession
+from scheduling.models import CheckInOutcome, Participant, ScheduledSession
 from scheduling.planning import local_start
 
 # the rules live in scheduling.validators so that every door shares them; re-exported here
@@ -30,6 +30,7 @@ REASON_TOO_LONG = {
 __all__ = [
     "STUDY_CODE",
     "CalendarForm",
+    "CheckInForm",
     "EndingForm",
     "EnrolForm",
     "RebookForm",
@@ -120,6 +121,36 @@ class StatusForm(forms.Form):
         # ids of its own: the reschedule form on the same page has a "reason" too
         kwargs.setdefault("auto_id", "id_status_%s")
         super().__init__(*args, **kwargs)
+
+
+class CheckInForm(forms.Form):
+    """What a phone check-in came to. One form per call on Today: each has ids of its own."""
+
+    outcome = forms.ChoiceField(
+        choices=CheckInOutcome.Outcome.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose what the call came to."},
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=REASON_MAX_LENGTH,
+        error_messages={
+            "max_length": "Shorten the note to at most %(limit_value)d characters "
+            "(it has %(show_value)d)."
+        },
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 40}),
+        help_text="Needed for a concern: the site's coordinators are emailed at once.",
+    )
+
+    def __init__(self, *args: Any, session_id: int, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", f"id_checkin_{session_id}_%s")
+        super().__init__(*args, **kwargs)
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if data and data.get("outcome") == "concern" and not data.get("note", "").strip():
+            self.add_error("note", "Say what the concern is: it goes to the coordinators.")
+        return data
 
 
 class CalendarForm(forms.Form):

@@ -33,10 +33,12 @@ from protocol.spec import ProtocolSpec, latest_offset
 from scheduling import access, clock, site_grid
 from scheduling.clock import display_name, dyad_label
 from scheduling.models import (
+    CheckInOutcome,
     Course,
     Dyad,
     OpeningHours,
     Participant,
+    Reminder,
     Room,
     RoomBooking,
     ScheduledSession,
@@ -317,7 +319,9 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
     on the last day of their window, open sessions there without staff or without a room;
     cancelled or missed sessions that their (active) course still needs with nothing planned
     in their place; open sessions whose anchor is such a session (directly or through the
-    protocol's anchor chain); and open sessions that are over without a status."""
+    protocol's anchor chain); open sessions that are over without a status; phone check-ins
+    nobody reached N hours after their time (the protocol's ``checkin_escalation_hours``) and
+    those with a concern; and reminders that failed in the last two weeks."""
     sessions = scoped(ScheduledSession.objects.all(), user).filter(course__participant__site=site)
     if sees_own_sessions_only(user):
         sessions = sessions.filter(staff__user__pk=_uid(user)).distinct()
@@ -355,6 +359,7 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
         .select_related("course__participant", "course__partner")
         .order_by("start", "key")
     ]
+    late_checkins, concerns = _checkin_attention(sessions, site.timezone, now)
     return {
         "edge": edge,
         "unstaffed": unstaffed,
@@ -362,7 +367,157 @@ def attention_items(user: AnyUser, site: Site, now: datetime) -> dict[str, list[
         "unreplaced": unreplaced,
         "orphaned": orphaned,
         "overdue": overdue,
+        "failed_reminders": failed_reminders(user, site, now),
+        "late_checkins": late_checkins,
+        "concerns": concerns,
     }
+
+
+#: how far back Today looks for failed reminders and unanswered check-ins
+LOOK_BACK = timedelta(days=14)
+PHONE_CHECKIN = "phone_checkin"
+
+
+def _latest_outcome() -> Subquery:
+    """The latest outcome recorded for the session in ``OuterRef("pk")`` (the latest counts)."""
+    latest = CheckInOutcome.objects.filter(session=OuterRef("pk")).order_by("-recorded_at", "-pk")
+    return Subquery(latest.values("outcome")[:1])
+
+
+def _with_outcomes(sessions: QuerySet[ScheduledSession]) -> QuerySet[ScheduledSession]:
+    """Check-ins with their participants' codes and their outcomes, newest first, as
+    ``outcomes`` (one query for all of them)."""
+    outcomes = CheckInOutcome.objects.select_related("recorded_by").order_by("-recorded_at", "-pk")
+    return sessions.select_related("course__participant", "course__partner").prefetch_related(
+        Prefetch("checkin_outcomes", queryset=outcomes, to_attr="outcomes")
+    )
+
+
+def _checkin_attention(
+    sessions: QuerySet[ScheduledSession], zone: str, now: datetime
+) -> tuple[list[AttentionItem], list[AttentionItem]]:
+    """Phone check-ins of the last two weeks that nobody reached N hours after their time
+    (N: the course's protocol version, ``checkin_escalation_hours``), and those whose latest
+    outcome is a concern. One query (and one for their outcomes): the hours come with each
+    row."""
+    rows = _with_outcomes(
+        sessions.filter(
+            kind=PHONE_CHECKIN, superseded=False, start__gte=now - LOOK_BACK, start__lte=now
+        )
+        .exclude(status=ScheduledSession.Status.CANCELLED)
+        .annotate(
+            latest_outcome=_latest_outcome(),
+            escalate_after=F("course__protocol_version__checkin_escalation_hours"),
+        )
+        .exclude(latest_outcome=CheckInOutcome.Outcome.REACHED)
+        .order_by("start", "key")
+    )
+    late, concerns = [], []
+    for s in rows:
+        outcomes: list[CheckInOutcome] = s.outcomes  # type: ignore[attr-defined]
+        if s.latest_outcome == CheckInOutcome.Outcome.CONCERN:  # type: ignore[attr-defined]
+            latest = outcomes[0]
+            said = (
+                f"Concern recorded by {display_name(latest.recorded_by)}, "
+                f"{local_text(latest.recorded_at, zone)}: {latest.note} — the site's "
+                "coordinators were emailed; follow up with the participant, then record "
+                "the next call's outcome."
+            )
+            concerns.append(AttentionItem(s, said))
+            continue
+        hours: int = s.escalate_after  # type: ignore[attr-defined]
+        if s.start + timedelta(hours=hours) > now:
+            continue
+        tried = outcomes[0] if outcomes else None
+        said = f"Planned {local_text(s.start, zone)}: "
+        said += (
+            f"no answer ({display_name(tried.recorded_by)}, {local_text(tried.recorded_at, zone)})"
+            if tried is not None
+            else "no outcome recorded"
+        )
+        said += (
+            f" after {hours} hour{'s' * (hours != 1)}. Call the participant, then record "
+            "whether they were reached."
+        )
+        late.append(AttentionItem(s, said))
+    return late, concerns
+
+
+def failed_reminders(user: AnyUser, site: Site, now: datetime) -> list[Reminder]:
+    """Reminders at ``site`` that failed in the last two weeks, newest first, each with its
+    session and recipient (one query; at most 100: the admin's outbox has the rest)."""
+    return list(
+        scoped(Reminder.objects.all(), user)
+        .filter(site=site, status=Reminder.Status.FAILED, updated_at__gte=now - LOOK_BACK)
+        .select_related("session__course__participant", "session__course__partner")
+        .select_related("participant", "staff")
+        .order_by("-updated_at", "-pk")[:100]
+    )
+
+
+def today_checkins(
+    user: AnyUser, site: Site, begin: datetime, end: datetime
+) -> list[ScheduledSession]:
+    """The phone check-ins to make at ``site`` in [begin, end) (the site's today), and the
+    earlier ones of the last two weeks still without an answer (no outcome, or only "no
+    answer"), each with its outcomes. A therapist sees the calls they are booked on; the
+    site's coordinators see every call."""
+    sessions = scoped(ScheduledSession.objects.all(), user).filter(
+        course__participant__site=site, kind=PHONE_CHECKIN, superseded=False
+    )
+    if sees_own_sessions_only(user):
+        mine = StaffBooking.objects.filter(user__pk=_uid(user), active=True).values("session")
+        sessions = sessions.filter(pk__in=mine)
+    unanswered = Q(latest_outcome__isnull=True) | Q(latest_outcome=CheckInOutcome.Outcome.NO_ANSWER)
+    sessions = (
+        sessions.exclude(status=ScheduledSession.Status.CANCELLED)
+        .annotate(latest_outcome=_latest_outcome())
+        .filter(
+            Q(start__gte=begin, start__lt=end)
+            | (Q(start__gte=begin - LOOK_BACK, start__lt=begin) & unanswered)
+        )
+        .order_by("start", "course__participant__code")
+    )
+    return list(_with_outcomes(sessions))
+
+
+def today_checkin(user: AnyUser, pk: int) -> ScheduledSession:
+    """One phone check-in as Today shows it, with its outcomes; DoesNotExist otherwise."""
+    sessions = scoped(ScheduledSession.objects.all(), user).filter(kind=PHONE_CHECKIN)
+    return _with_outcomes(sessions).get(pk=pk)
+
+
+def checkin_outcomes(user: AnyUser, session: ScheduledSession) -> list[CheckInOutcome]:
+    """What a phone check-in came to, newest first, for those who may read it."""
+    if session.kind != PHONE_CHECKIN:
+        return []
+    outcomes = scoped(CheckInOutcome.objects.filter(session=session), user)
+    return list(outcomes.select_related("recorded_by").order_by("-recorded_at", "-pk"))
+
+
+#: the most reminders a page lists (a course has some dozens; the admin's outbox has all)
+REMINDERS_SHOWN = 300
+
+
+def reminders_list(
+    user: AnyUser,
+    *,
+    participant: Participant | None = None,
+    session: ScheduledSession | None = None,
+) -> list[Reminder]:
+    """The reminders the user may see of a participant's sessions (as the participant or the
+    partner of a couple) or of one session, in due order, with their recipients: planned,
+    sent, failed, skipped and cancelled, each with its reason. None for a role without access
+    (a blinded assessor)."""
+    rows = scoped(Reminder.objects.all(), user)
+    if participant is not None:
+        rows = rows.filter(
+            Q(session__course__participant=participant) | Q(session__course__partner=participant)
+        )
+    if session is not None:
+        rows = rows.filter(session=session)
+    ordered = rows.select_related("session", "participant", "staff").order_by("due_at", "pk")
+    return list(ordered[:REMINDERS_SHOWN])
 
 
 def _gaps(

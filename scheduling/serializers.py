@@ -14,10 +14,12 @@ from rest_framework import serializers
 
 from scheduling.clock import display_name
 from scheduling.models import (
+    CheckInOutcome,
     Course,
     Deviation,
     Dyad,
     Participant,
+    Reminder,
     Room,
     ScheduledSession,
     Site,
@@ -330,3 +332,51 @@ class EndingOutputSerializer(serializers.Serializer):
     @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
     def get_participants(self, ending: Any) -> list[int]:
         return [p.pk for p in ending.participants]
+
+
+class ReminderOutputSerializer(serializers.ModelSerializer):
+    """One row of the outbox: a reminder, a moved notice or a check-in escalation, to a
+    participant or to a staff member (exactly one of ``participant`` and ``staff``), with its
+    status and the reason for it. Times are UTC."""
+
+    class Meta:
+        model = Reminder
+        fields = [
+            "id",
+            "session",
+            "purpose",
+            "rule_key",
+            "message",
+            "channel",
+            "participant",
+            "staff",
+            "due_at",
+            "session_start",
+            "status",
+            "reason",
+            "attempts",
+            "sent_at",
+            "idempotency_key",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class CheckInOutcomeOutputSerializer(serializers.ModelSerializer):
+    """A recorded check-in outcome and, for a concern, the escalation emails it wrote
+    (``context["escalations"]``)."""
+
+    escalations = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CheckInOutcome
+        fields = ["id", "session", "outcome", "note", "recorded_by", "recorded_at", "escalations"]
+        read_only_fields = fields
+
+    @extend_schema_field(ReminderOutputSerializer(many=True))
+    def get_escalations(self, row: CheckInOutcome) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = ReminderOutputSerializer(
+            self.context.get("escalations", []), many=True
+        ).data
+        return data

@@ -22,18 +22,29 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from protocol.models import Protocol
-from scheduling import access, selectors, services, site_grid, timeline
+from scheduling import access, checkins, selectors, services, site_grid, timeline
 from scheduling.forms import (
     CalendarForm,
+    CheckInForm,
     EndingForm,
     EnrolForm,
     RebookForm,
     RescheduleForm,
     StatusForm,
 )
-from scheduling.models import Course, Dyad, Participant, ScheduledSession, Site, SiteClosure
+from scheduling.models import (
+    CheckInOutcome,
+    Course,
+    Dyad,
+    Participant,
+    Reminder,
+    ScheduledSession,
+    Site,
+    SiteClosure,
+)
 from scheduling.planning import people_time
 
 #: what placing a session at a new time answers: a move's or a rebooking's result
@@ -105,8 +116,90 @@ def today(request: HttpRequest) -> HttpResponse:
         "participant_url": reverse("participant", kwargs={"pk": 1}).removesuffix("1/"),
         "attention": selectors.attention_items(request.user, site, now),
         "zone": site.timezone,
+        "checkins": _checkin_rows(request, site, *selectors.day_bounds(site, local_today, 1)),
+        "may_record": access.allows(request.user, access.Action.RECORD_CHECKIN, ScheduledSession),
     }
     return render(request, "scheduling/today.html", context)
+
+
+def _checkin_rows(
+    request: HttpRequest, site: Site, begin: datetime, end: datetime
+) -> list[ScheduledSession]:
+    """Today's phone check-ins (and earlier unanswered ones), each with its outcome form."""
+    rows = selectors.today_checkins(request.user, site, begin, end)
+    for row in rows:
+        row.form = CheckInForm(session_id=row.pk)  # type: ignore[attr-defined]
+    return rows
+
+
+@login_required
+@require_POST
+def session_checkin(request: HttpRequest, pk: int) -> HttpResponse:
+    """Record what a phone check-in came to (Today's form; htmx swaps the call's row, a plain
+    post returns to Today). A concern emails the site's coordinators at once."""
+    try:
+        found = selectors.session_page(request.user, pk)
+    except ScheduledSession.DoesNotExist:
+        raise Http404("No such session.") from None
+    if found.kind != selectors.PHONE_CHECKIN:
+        raise Http404("Outcomes are recorded for phone check-ins only.")
+    if not access.can(request.user, access.Action.RECORD_CHECKIN, found):
+        raise PermissionDenied(
+            "Only the therapist booked on this check-in, or the site's coordinators and "
+            "administrators, record its outcome."
+        )
+    site = found.course.participant.site
+    form = CheckInForm(request.POST, session_id=found.pk)
+    recorded = None
+    if form.is_valid():
+        try:
+            recorded = checkins.checkin_record(
+                session=found,
+                outcome=form.cleaned_data["outcome"],
+                note=form.cleaned_data["note"],
+                by=request.user,
+            )
+        except services.SchedulingError as exc:
+            _add_errors(form, exc.errors)
+    if recorded is not None:
+        said = _recorded_message(found, recorded)
+        if not request.headers.get("HX-Request"):
+            messages.success(request, said)
+            return redirect(reverse("today") + "?" + urlencode({"site": site.slug}))
+        form = CheckInForm(session_id=found.pk)
+    row = selectors.today_checkin(request.user, found.pk)
+    row.form = form  # type: ignore[attr-defined]
+    context = {
+        "nav": "today",
+        "c": row,
+        "site": site,
+        "zone": site.timezone,
+        "may_record": True,
+        "recorded": _recorded_message(found, recorded) if recorded is not None else "",
+    }
+    return render(request, "scheduling/checkin.html", context)
+
+
+def _checkin_form_row(request: HttpRequest, session: ScheduledSession) -> ScheduledSession | None:
+    """A phone check-in's outcome form on its own page, for whoever may record it (the
+    attention list on Today links here)."""
+    if session.kind != selectors.PHONE_CHECKIN or session.superseded:
+        return None
+    if session.status == ScheduledSession.Status.CANCELLED:
+        return None
+    if not access.can(request.user, access.Action.RECORD_CHECKIN, session):
+        return None
+    row = selectors.today_checkin(request.user, session.pk)
+    row.form = CheckInForm(session_id=session.pk)  # type: ignore[attr-defined]
+    return row
+
+
+def _recorded_message(session: ScheduledSession, row: CheckInOutcome) -> str:
+    code = session.course.participant.code
+    said = f"Recorded for {code}'s check-in: {row.get_outcome_display()}."
+    if row.outcome == row.Outcome.CONCERN:
+        said += " The site's coordinators are being emailed."
+    return said
 
 
 @login_required
@@ -379,6 +472,7 @@ def participant(request: HttpRequest, pk: int) -> HttpResponse:
         )
         courses.append({"course": course, "sessions": sessions, "timeline": picture})
     partner = found.partner
+    may_see_reminders = access.allows(request.user, access.Action.VIEW, Reminder)
     context = {
         "nav": "participants",
         "participant": found,
@@ -391,6 +485,10 @@ def participant(request: HttpRequest, pk: int) -> HttpResponse:
         "ending": ending,
         "ending_action": action.removesuffix("-preview") if action else None,
         "ending_course": ending_course,
+        "may_see_reminders": may_see_reminders,
+        "reminders": selectors.reminders_list(request.user, participant=found)
+        if may_see_reminders
+        else [],
     }
     return render(request, "scheduling/participant.html", context)
 
@@ -483,6 +581,8 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "reschedule": access.can(request.user, access.Action.RESCHEDULE, found),
         "status": access.can(request.user, access.Action.SET_STATUS, found),
         "participant": access.can(request.user, access.Action.VIEW, found.course.participant),
+        # the outbox and check-in notes: never for a blinded assessor (the policy says who)
+        "reminders": access.allows(request.user, access.Action.VIEW, Reminder),
     }
     action = request.POST.get("action") if request.method == "POST" else None
     if action in ("preview", "apply", "rebook-preview", "rebook") and not may["reschedule"]:
@@ -530,6 +630,11 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "preview": preview,
         "changes": _move_rows(preview, found) if preview is not None else [],
         "history": found.history.select_related("history_user").order_by("-history_date")[:50],
+        "reminders": (
+            selectors.reminders_list(request.user, session=found) if may["reminders"] else []
+        ),
+        "checkin_outcomes": selectors.checkin_outcomes(request.user, found),
+        "checkin": _checkin_form_row(request, found),
     }
     return render(request, "scheduling/session.html", context)
 

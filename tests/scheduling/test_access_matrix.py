@@ -26,11 +26,13 @@ from protocol.models import Protocol, ProtocolVersion, SessionTemplate
 from scheduling import services
 from scheduling.models import (
     AccessLog,
+    CheckInOutcome,
     Course,
     Deviation,
     Dyad,
     OpeningHours,
     Participant,
+    Reminder,
     Room,
     RoomBooking,
     ScheduledSession,
@@ -90,6 +92,7 @@ PAGE_AND_API_RULES: dict[str, Any] = {
     "participant": Participant,
     "participant-schedule": Participant,
     "session": ScheduledSession,
+    "session-checkin": ScheduledSession,
     "protocols": "protocol-list",
     "protocol-import": "list",
     "protocol-version": "protocol",
@@ -112,12 +115,14 @@ PAGE_AND_API_RULES: dict[str, Any] = {
     "api:participants": "list",
     "api:participant": Participant,
     "api:participant-sessions": Participant,
+    "api:participant-reminders": Participant,
     "api:sessions": "list",
     "api:session": ScheduledSession,
     "api:session-reschedule": ScheduledSession,
     "api:session-cancel": ScheduledSession,
     "api:session-status": ScheduledSession,
     "api:session-rebook": ScheduledSession,
+    "api:session-checkin-outcome": ScheduledSession,
     "api:participant-withdraw": Participant,
     "api:course-end": Course,
     "api:schema": "list",
@@ -196,6 +201,8 @@ def _clinical(course: Course, *keys: str) -> list[Model]:
         found.extend(RoomBooking.objects.filter(session=session)[:1])
         found.extend(StaffBooking.objects.filter(session=session)[:1])
         found.extend(Deviation.objects.filter(session=session)[:1])
+        found.extend(Reminder.objects.filter(session=session)[:1])
+        found.extend(CheckInOutcome.objects.filter(session=session)[:1])
     return found
 
 
@@ -210,6 +217,26 @@ def _setup(site: Site) -> list[Model]:
         User.objects.filter(staff_profile__sites=site, staff_profile__role="therapist")[:1]
     )
     return found
+
+
+def _outbox_rows(course: Course, by: User) -> None:
+    """A reminder of the dosing session and an outcome of a phone check-in (made directly:
+    the outbox's planning is tested on its own)."""
+    dosing = course.sessions.get(key="dosing-1")
+    Reminder.objects.create(
+        site=course.participant.site,
+        session=dosing,
+        participant=course.participant,
+        rule_key="72h",
+        message="dosing_ahead",
+        channel="email",
+        due_at=dosing.start,
+        session_start=dosing.start,
+        idempotency_key=f"{dosing.uid}/matrix/p{course.participant_id}/email",
+    )
+    CheckInOutcome.objects.create(
+        session=course.sessions.get(key="phone-1.2"), outcome="no_answer", recorded_by=by
+    )
 
 
 @pytest.fixture
@@ -238,6 +265,8 @@ def world(db: Any) -> World:
             end=session.end,
             reason="training",
         )
+    for course, by in ((treated, coordinator_a), (other, coordinator_a), (at_b, coordinator_b)):
+        _outbox_rows(course, by)
     services.night_attendant_book(
         session=treated.sessions.get(key="dosing-1"), attendant=night_a, by=coordinator_a
     )
@@ -560,6 +589,8 @@ def test_the_matrix_covers_every_model_the_policy_names() -> None:
         RoomBooking,
         StaffBooking,
         AccessLog,
+        Reminder,
+        CheckInOutcome,
         Protocol,
         ProtocolVersion,
         SessionTemplate,

@@ -15,9 +15,11 @@ from django.test import Client
 from django.urls import reverse
 
 from scheduling.models import (
+    CheckInOutcome,
     Course,
     Deviation,
     Participant,
+    Reminder,
     RoomBooking,
     ScheduledSession,
     Site,
@@ -63,6 +65,19 @@ def course(db: Any) -> Course:
     )
     access_log_record(user=coordinator, participant=course.participant, door="page", route="x")
     SiteClosure.objects.create(site=site, date=date(2027, 12, 24), reason="holiday")
+    CheckInOutcome.objects.create(session=session, outcome="no_answer", recorded_by=coordinator)
+    Reminder.objects.create(
+        site=site,
+        session=session,
+        participant=course.participant,
+        message="upcoming",
+        channel="email",
+        due_at=session.start,
+        session_start=session.start,
+        status="failed",
+        reason="refused",
+        idempotency_key=f"{session.uid}/admin-test",
+    )
     return course
 
 
@@ -81,6 +96,8 @@ def test_every_scheduling_model_is_registered() -> None:
         "RoomBooking",
         "StaffBooking",
         "AccessLog",
+        "Reminder",  # the outbox, read-only
+        "CheckInOutcome",
         "OpeningHours",  # also on the site's page; their own lists let coordinators add them
         "SiteClosure",
     }

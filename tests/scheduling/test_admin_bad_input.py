@@ -22,8 +22,10 @@ from django.test import Client
 from django.urls import reverse
 
 from scheduling.models import (
+    CheckInOutcome,
     Dyad,
     OpeningHours,
+    Reminder,
     ScheduledSession,
     Site,
     SiteClosure,
@@ -154,6 +156,19 @@ def world(site_a: Site, coordinator_a: User) -> dict[type[Model], Model]:
         user=course.dyad.therapist_a, start=session.start, end=session.end, reason="training"
     )
     access_log_record(user=coordinator_a, participant=course.participant, door="page", route="x")
+    CheckInOutcome.objects.create(session=session, outcome="no_answer", recorded_by=coordinator_a)
+    Reminder.objects.create(
+        site=site_a,
+        session=session,
+        participant=course.participant,
+        message="upcoming",
+        channel="email",
+        due_at=session.start,
+        session_start=session.start,
+        status="failed",
+        reason="refused",
+        idempotency_key=f"{session.uid}/bad-input",
+    )
     found: dict[type[Model], Model] = {}
     for model, _ in ADMINS:
         first = model._default_manager.order_by("pk").first()

@@ -69,6 +69,7 @@ WRITES: dict[str, dict[str, Any]] = {
     "api:session-cancel": {"reason": "participant ill"},
     "api:session-status": {"status": "cancelled", "reason": "participant ill"},
     "api:token": {"username": "coordinator-a", "password": "test-password-1234"},
+    "api:session-checkin-outcome": {"outcome": "concern", "note": "worried"},
 }
 EXTRA_FIELDS = {"api:participants": ["dyad", "partner_code"]}
 FINE = {200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 429}
