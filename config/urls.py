@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from config import two_factor, views
 from config.auth_api import TokenApi
 from protocol import api as protocol_api
-from scheduling import api
+from scheduling import api, reminder_views
 from scheduling import protocol_pages as protocol_views
 from scheduling import views as scheduling_views
 
@@ -121,6 +121,12 @@ urlpatterns = [
         scheduling_views.participant_schedule,
         name="participant-schedule",
     ),
+    path(
+        "participants/<id:pk>/reminder-settings/",
+        reminder_views.participant_reminder_settings,
+        name="participant-reminder-settings",
+    ),
+    path("hooks/sms/", reminder_views.sms_inbound, name="hook-sms"),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
     path("sessions/<id:pk>/checkin/", scheduling_views.session_checkin, name="session-checkin"),
     path("protocols/", protocol_views.library, name="protocols"),

@@ -26,7 +26,7 @@ from simple_history.template_utils import HistoricalRecordContextHelper
 
 from protocol.admin import ProtocolAdmin, ProtocolVersionAdmin, SessionTemplateInline
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
-from scheduling import access, clock, selectors, services, validators
+from scheduling import access, clock, outbox, selectors, services, validators
 from scheduling.models import (
     AccessLog,
     CheckInOutcome,
@@ -520,6 +520,11 @@ class ParticipantAdmin(HistoryAdmin[Participant]):
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False  # enrolment books a course: the Enrol page or the API
+
+    def save_model(self, request: HttpRequest, obj: Participant, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        # a new channel or contact: the reminders of their sessions ahead follow, at once
+        outbox.participant_reminders_resync(participant=obj)
 
     def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
         # the arm is for the unblinded site team only, as the policy says

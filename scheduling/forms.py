@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django import forms
+from django.utils import timezone
 
 from scheduling.models import CheckInOutcome, Participant, ScheduledSession
 from scheduling.planning import local_start
@@ -210,6 +211,11 @@ class EnrolForm(forms.Form):
     preferred_channel = forms.ChoiceField(
         label="Reminders by", choices=Participant.Channel.choices, initial="none"
     )
+    reminder_consent = forms.BooleanField(
+        label="The participant consents to reminders on this channel",
+        required=False,
+        help_text="Recorded with today's date; without it nothing is sent on the channel.",
+    )
     back_entry = forms.BooleanField(
         label="Back-entry: this course started before today",
         required=False,
@@ -259,9 +265,13 @@ class EnrolForm(forms.Form):
             return ""
         return str(self.cleaned_data.get("back_entry_reason") or "").strip()
 
-    def contact(self) -> dict[str, str]:
-        return {
+    def contact(self) -> dict[str, Any]:
+        channel = self.cleaned_data["preferred_channel"]
+        found: dict[str, Any] = {
             "email": self.cleaned_data["email"],
             "phone": self.cleaned_data["phone"],
-            "preferred_channel": self.cleaned_data["preferred_channel"],
+            "preferred_channel": channel,
         }
+        if self.cleaned_data.get("reminder_consent") and channel in ("email", "sms"):
+            found[f"{channel}_consent_at"] = timezone.now()  # given at enrolment, today
+        return found

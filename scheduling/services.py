@@ -33,6 +33,7 @@ from scheduling.models import (
     SiteClosure,
     StaffBooking,
 )
+from scheduling.outbox import reminders_sync
 from scheduling.planning import (
     PlannedCourse,
     PlannedSession,
@@ -308,7 +309,8 @@ def participant_enrol(
         by,
         why,
     )
-    _store_sessions(course, planned, by=by, reason=why)
+    sessions = _store_sessions(course, planned, by=by, reason=why)
+    reminders_sync(sessions=sessions, new=True)
     return course
 
 
@@ -694,6 +696,7 @@ def session_reschedule(
         _apply_move(move, planned, by=by, reason=why)
     for deviation in deviations:
         result.deviations.append(_save(deviation, by, reason))
+    reminders_sync(sessions=[move.session for move in result.moved])
     result.applied = True
     return result
 
@@ -957,6 +960,7 @@ def session_change_status(
     if status == ScheduledSession.Status.COMPLETED:
         _participants_in_treatment(course, by)
     change.course_status = _course_settle(course, sessions, spec, by)
+    reminders_sync(sessions=[session, *(c.session for c in change.consequences)])
     change.applied = True
     return change
 
@@ -1156,6 +1160,7 @@ def _end_courses(
     if not withdrawing:
         for course in courses:
             _participants_follow(course, by, f"{label}: {why}")
+    reminders_sync(sessions=open_sessions)
     ending.applied = True
     return ending
 
@@ -1261,6 +1266,7 @@ def session_rebook(
             )
             if dry_run:
                 raise _DryRun(result)
+            reminders_sync(sessions=[*replacements.values(), old, *along])
     except _DryRun as undone:
         result = undone.result
         result.session.pk = result.session.id = None
@@ -1464,6 +1470,7 @@ def night_attendant_book(*, session: ScheduledSession, attendant: User, by: User
             _save(booking, by, "night attendant booked")
     except IntegrityError as exc:
         raise BookingConflict(f"{attendant.get_username()} is booked elsewhere that night") from exc
+    reminders_sync(sessions=[session])
 
 
 # --- access audit --------------------------------------------------------------------------

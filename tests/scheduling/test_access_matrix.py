@@ -91,6 +91,8 @@ PAGE_AND_API_RULES: dict[str, Any] = {
     "participant-new": "list",
     "participant": Participant,
     "participant-schedule": Participant,
+    "participant-reminder-settings": Participant,
+    "hook-sms": "signed",  # the SMS provider's webhook: no login, its signature is the key
     "session": ScheduledSession,
     "session-checkin": ScheduledSession,
     "protocols": "protocol-list",
@@ -475,6 +477,8 @@ def test_no_route_reveals_or_changes_what_a_persona_must_not_reach(
             _protocol_route(client, persona, route, leaks)
         elif rule in ("list", "protocol-list"):
             _list_route(client, world, persona, route, leaks)
+        elif rule == "signed":
+            _signed_route(client, route, leaks)
     assert not leaks, f"{len(leaks)} leaks for {persona}:\n" + "\n".join(leaks)
 
 
@@ -494,6 +498,16 @@ def _object_route(
         changed = fingerprint() != before
         if changed or (not may_read and status not in DENIED):
             leaks.append(f"POST {path} ({route.name}) answered {status}, changed={changed}")
+
+
+def _signed_route(client: Client, route: Route, leaks: list[str]) -> None:
+    """A webhook: without the provider's signature a POST is refused and changes nothing,
+    whoever is signed in."""
+    path = fill(route, {})
+    before = fingerprint()
+    status = client.post(path, {"From": "+12125550100", "Body": "STOP"}).status_code
+    if status != 403 or fingerprint() != before:
+        leaks.append(f"POST {path} ({route.name}) unsigned answered {status}")
 
 
 def _protocol_route(client: Client, persona: str, route: Route, leaks: list[str]) -> None:
