@@ -289,6 +289,8 @@ def test_a_closure_added_on_the_sites_page_leads_to_its_conflicts(
         "subdivision": "",
         "address": "",
         "phone": "",
+        "quiet_hours_start": "21:00",
+        "quiet_hours_end": "08:00",
         "hours-TOTAL_FORMS": len(hours),
         "hours-INITIAL_FORMS": len(hours),
         "closures-TOTAL_FORMS": 1,
