@@ -41,11 +41,13 @@ test: lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) SECRET_KEY=test-only-not-secret \
 		HTTPS=off $(BIN)/python -m pytest
 
-bench: $(VENV)/.runtime
+# bench/reminders.py needs Redis (database 11 unless REDIS_URL says otherwise) and aiosmtpd.
+bench: $(VENV)/.dev
 	DEBUG=1 $(BIN)/python bench/plan.py
 	DEBUG=1 $(BIN)/python bench/enroll.py
 	DEBUG=0 $(BIN)/python bench/pages.py
 	DEBUG=0 $(BIN)/python bench/api.py
+	DEBUG=0 $(BIN)/python bench/reminders.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -44,6 +44,13 @@ KNOWN: dict[str, str] = {
     "TWILIO_AUTH_TOKEN": "Twilio auth token",
     "TWILIO_FROM": "the Twilio phone number text messages come from (+E.164)",
     "SMS_API_BASE_URL": "tests only: the SMS provider's API address (a stub on loopback)",
+    "REMINDER_SWEEP_SECONDS": "seconds between the beat's sweeps for due reminders (default: 60)",
+    "REMINDER_LEASE_SECONDS": "seconds a claimed reminder waits for its send task before the sweep "
+    "claims it again (default: 300)",
+    "REMINDER_BATCH": "reminders one sweep claims per transaction (default: 500)",
+    "REMINDER_MAX_ATTEMPTS": "tries of one reminder before it is failed (default: 4)",
+    "REMINDER_RETRY_SECONDS": "comma-separated waits before the 2nd, 3rd, ... try after a "
+    "transient error (default: 60,300,900)",
     "SITE_URL": "the address staff open the site at (https://host), for links in emails",
     "REMINDER_FORBIDDEN_WORDS": "comma-separated words no reminder may contain, added to the "
     "built-in list (the drug, the diagnosis, the arm...); word* matches the word's forms",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -181,11 +182,39 @@ else:
 # ETA tasks (Redis redelivers unacknowledged tasks after the visibility timeout).
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True  # no result backend: outcomes are recorded on the rows
+# Acknowledged on receipt: a task lost with its worker (or with Redis) is recovered by the
+# reminder's lease, within minutes; acks_late would only add a second copy of the message an
+# hour later (Redis's visibility timeout), after the lease has long sent the reminder again.
 CELERY_TASK_ACKS_LATE = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # a worker may start before Redis answers
+
+# --- reminders: the sweep and delivery (scheduling/dispatch.py, scheduling/tasks.py) -------
+REMINDER_SWEEP_SECONDS = env.count("REMINDER_SWEEP_SECONDS", 60, maximum=3600)
+# A claimed row whose send task never reported (worker killed, Redis flushed) is claimed again
+# after this; a row being sent is locked and never claimed twice meanwhile.
+REMINDER_LEASE_SECONDS = env.count("REMINDER_LEASE_SECONDS", 300, maximum=24 * 3600)
+REMINDER_BATCH = env.count("REMINDER_BATCH", 500, maximum=10_000)
+REMINDER_MAX_ATTEMPTS = env.count("REMINDER_MAX_ATTEMPTS", 4, maximum=20)
+_retry = env.items("REMINDER_RETRY_SECONDS", ["60", "300", "900"])
+if not all(re.fullmatch(r"[0-9]{1,6}", wait) and int(wait) > 0 for wait in _retry):
+    raise ImproperlyConfigured(
+        f"REMINDER_RETRY_SECONDS={','.join(_retry)!r} must be whole seconds, e.g. 60,300,900"
+    )
+#: waits before the 2nd, 3rd, ... try after a transient error (the last repeats)
+REMINDER_RETRY_SECONDS = [int(wait) for wait in _retry]
+# Exactly one beat runs this (docker-compose.yml). A sweep left in the queue longer than one
+# interval (no worker for a while) is dropped: the next one claims the same rows.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "sweep-reminders": {
+        "task": "scheduling.tasks.sweep_reminders",
+        "schedule": float(REMINDER_SWEEP_SECONDS),
+        "options": {"expires": float(REMINDER_SWEEP_SECONDS)},
+    },
+}
 
 # --- reminders: email and text messages (scheduling/channels.py) ---------------------------
 # `make run` (DEBUG, no EMAIL_HOST) prints email on the console; anywhere else email goes to an

@@ -1,0 +1,305 @@
+"""Delivering reminder rows: the sweep's claim, one row's delivery, and its recorded outcome.
+
+The beat's sweep (scheduling.tasks.sweep_reminders) claims due rows with
+:func:`reminders_claim_due` and enqueues one send task per row after the claim commits; the task
+calls :func:`reminder_deliver`, which checks again, sends through scheduling.channels and writes
+the outcome on the row. Nothing is ever queued ahead as a Celery ETA/countdown task.
+
+What each channel promises
+--------------------------
+**Email: at least once, with a Message-ID that is the same on every try.** The row stays locked
+from the claim check to the recorded outcome, across the SMTP conversation, so a second task for
+the same claim waits and then finds the row sent. A worker that dies after the mail server
+accepted the message but before the outcome committed (a window of milliseconds) leaves the row
+"sending"; when its lease runs out the sweep claims it again and the email goes a second time,
+with the same Message-ID, by which mail servers and clients recognise the copy. Never lost; a
+second copy only after such a crash.
+
+**SMS: at most once.** A text message has no identifier a phone could recognise a copy by, and
+two "your session is tomorrow" texts are worse than a phone call. The attempt is committed on
+the row before the provider is called; a row found in that state later (the worker died, or the
+provider's answer was lost) ends failed with "may or may not have gone; not sent again", for a
+coordinator to follow up. A transient error that may have reached the provider (its answer
+timed out) ends the same way; one that certainly did not (connection refused, 503) is tried
+again.
+
+**Both:** a row is claimed only while pending and due, or sending with its lease run out; a
+task whose claim is not the row's current one does nothing. Transient errors put the row back
+to pending with a later due time (REMINDER_RETRY_SECONDS) until REMINDER_MAX_ATTEMPTS, then
+failed; permanent errors fail it at once, with the channel's words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import smtplib
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.core.mail import get_connection
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from scheduling import channels, messages
+from scheduling.channels import Outgoing, TransportError
+from scheduling.models import Reminder
+
+logger = logging.getLogger(__name__)
+
+Status = Reminder.Status
+
+#: Written and committed on an SMS row just before the provider is called: a later claim that
+#: finds it knows an attempt started whose outcome was never recorded.
+SMS_ATTEMPT_STARTED = "The text message is being handed to the SMS provider."
+SMS_OUTCOME_UNKNOWN = (
+    "The text message may or may not have gone (the SMS provider's answer was lost); it was "
+    "not sent again, so that nobody gets it twice: check with the participant if it matters."
+)
+
+
+def reminders_claim_due(*, now: datetime, limit: int) -> list[tuple[int, UUID]]:
+    """Claim up to ``limit`` due rows, oldest first: status sending, a fresh claim token, a
+    lease, one more attempt. Returns (id, claim) pairs for the send tasks.
+
+    Safe with two sweeps at once: on PostgreSQL the candidates are locked with SKIP LOCKED, so
+    a concurrent sweep takes other rows, and a row a send task holds locked (an email being
+    sent) is never claimed meanwhile. SQLite (`make run`) has no row locks: there the
+    conditional UPDATE, which re-checks the due condition, decides which sweep wins a row.
+    """
+    due = Q(status=Status.PENDING, due_at__lte=now) | Q(status=Status.SENDING, lease_until__lt=now)
+    claim = uuid.uuid4()  # one token per sweep batch: (id, claim) is unique per claim
+    with transaction.atomic():
+        candidates = Reminder.objects.filter(due).order_by("due_at", "pk")
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        Reminder.objects.filter(due, pk__in=ids).update(
+            status=Status.SENDING,
+            claim=claim,
+            lease_until=now + timedelta(seconds=settings.REMINDER_LEASE_SECONDS),
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+        claimed = Reminder.objects.filter(pk__in=ids, claim=claim).values_list("pk", flat=True)
+        return [(pk, claim) for pk in sorted(claimed)]
+
+
+def reminder_deliver(*, reminder_id: int, claim: UUID, now: datetime | None = None) -> None:
+    """Send one claimed reminder and record what happened. Does nothing unless the row is
+    still "sending" under ``claim``: a duplicate or late task finds it sent, re-claimed,
+    cancelled or skipped. See the module's docstring for what each channel promises."""
+    with transaction.atomic():
+        reminder = _locked(reminder_id)
+        if reminder is None or reminder.status != Status.SENDING or reminder.claim != claim:
+            return
+        now = now or timezone.now()
+        if reminder.channel == Reminder.Channel.SMS and reminder.reason == SMS_ATTEMPT_STARTED:
+            _record(reminder, Status.FAILED, SMS_OUTCOME_UNKNOWN)  # never a second text
+            return
+        if reminder.attempts > settings.REMINDER_MAX_ATTEMPTS:
+            # claimed again and again without an outcome: its task keeps dying; stop here
+            _record(
+                reminder,
+                Status.FAILED,
+                f"Not sent: {reminder.attempts - 1} tries ended without an answer. "
+                "Ask the administrator to look at the reminder worker's log.",
+            )
+            return
+        hold = messages.hold_reason(reminder, now)
+        if hold is not None:
+            if hold.status == Status.PENDING:
+                reminder.attempts -= 1  # waiting for the quiet hours to end is not a try
+            _record(reminder, hold.status, hold.reason, due_at=hold.due_at)
+            return
+        address = _address(reminder)
+        if not address:
+            what = "phone number" if reminder.channel == Reminder.Channel.SMS else "email address"
+            _record(
+                reminder,
+                Status.SKIPPED,
+                f"No {what} on record: add one to get reminders this way.",
+            )
+            return
+        try:
+            rendered = messages.render(reminder)
+        except messages.Indiscreet as problem:  # it would name what it must not: never sent
+            _record(reminder, Status.FAILED, str(problem))
+            return
+        except Exception:  # a template bug: fail the row visibly instead of retrying forever
+            logger.exception("reminder %s could not be rendered", reminder.pk)
+            _record(
+                reminder,
+                Status.FAILED,
+                "The message could not be written (a fault in its template): tell the "
+                "administrator.",
+            )
+            return
+        if reminder.channel == Reminder.Channel.EMAIL:
+            # The row lock is held across the SMTP conversation on purpose: a second task for
+            # this claim (the broker may hand a message out twice) waits here and then finds
+            # the row sent, instead of sending again. EMAIL_TIMEOUT and the task's time limit
+            # bound how long the lock is held.
+            outgoing = Outgoing(
+                to=address,
+                subject=rendered.subject,
+                text=rendered.text,
+                html=rendered.html,
+                message_id=messages.message_id(reminder),
+                headers={"Auto-Submitted": "auto-generated"},  # RFC 3834: no auto-replies
+            )
+            try:
+                sent_as = _send_email(outgoing)
+            except TransportError as error:
+                _record_failure(reminder, error, now)
+                return
+            _record_sent(reminder, sent_as, now)
+            return
+        # SMS, at most once: commit the attempt first, then call the provider without the lock
+        # (a provider that hangs must not hold the row), then record what it answered.
+        reminder.reason = SMS_ATTEMPT_STARTED
+        reminder.save(update_fields=["reason", "updated_at"])
+    _deliver_sms(reminder_id, claim, address, rendered.sms, now)
+
+
+def _deliver_sms(reminder_id: int, claim: UUID, to: str, text: str, now: datetime) -> None:
+    try:
+        provider_id = channels.send_sms(Outgoing(to=to, text=text))
+    except TransportError as error:
+        with transaction.atomic():
+            reminder = _locked(reminder_id)
+            if reminder is None or reminder.status != Status.SENDING or reminder.claim != claim:
+                return  # claimed again meanwhile and already failed as "may have gone"
+            if error.maybe_delivered and not error.permanent:
+                _record(reminder, Status.FAILED, SMS_OUTCOME_UNKNOWN)
+            else:
+                _record_failure(reminder, error, now)
+        return
+    with transaction.atomic():
+        reminder = _locked(reminder_id)
+        # The text went: that is the truth even if a later claim has meanwhile failed the row
+        # as "may or may not have gone".
+        if reminder is not None and reminder.status != Status.SENT:
+            _record_sent(reminder, provider_id, now)
+
+
+class _MailConnection(threading.local):
+    """The SMTP connection a worker process (or thread) keeps between sends that follow each
+    other closely, as in a batch: connecting and greeting the server once per batch instead of
+    once per reminder. Reopened after SMTP_IDLE_SECONDS (servers drop idle connections after
+    minutes), after SMTP_MESSAGES_PER_CONNECTION (servers limit messages per connection), and
+    after any error."""
+
+    backend: BaseEmailBackend | None = None
+    used_at = 0.0
+    sent = 0
+
+    def close(self) -> None:
+        if self.backend is not None:
+            with contextlib.suppress(Exception):  # it is being dropped anyway
+                self.backend.close()
+        self.backend = None
+
+
+SMTP_IDLE_SECONDS = 10.0
+SMTP_MESSAGES_PER_CONNECTION = 100
+_mail = _MailConnection()
+
+
+def _send_email(outgoing: Outgoing) -> str:
+    reused = (
+        _mail.backend is not None
+        and time.monotonic() - _mail.used_at < SMTP_IDLE_SECONDS
+        and _mail.sent < SMTP_MESSAGES_PER_CONNECTION
+    )
+    if not reused:
+        _mail.close()
+        backend = get_connection(fail_silently=False)
+        try:
+            backend.open()
+        except (smtplib.SMTPException, OSError):
+            # send without a kept connection: channels turns the failure into its words
+            return channels.send_email(outgoing)
+        _mail.backend, _mail.sent = backend, 0
+    try:
+        sent_as = channels.send_email(outgoing, connection=_mail.backend)
+    except TransportError as error:
+        _mail.close()
+        if not reused or error.permanent:
+            raise
+        # the kept connection may have gone stale: once more on a fresh one (at least once:
+        # should the first have arrived after all, this copy has the same Message-ID)
+        return channels.send_email(outgoing)
+    _mail.used_at, _mail.sent = time.monotonic(), _mail.sent + 1
+    return sent_as
+
+
+def _locked(reminder_id: int) -> Reminder | None:
+    try:
+        return (
+            Reminder.objects.select_for_update(of=("self",))
+            .select_related("site", "session", "participant", "staff")
+            .get(pk=reminder_id)
+        )
+    except Reminder.DoesNotExist:
+        return None
+
+
+def _address(reminder: Reminder) -> str:
+    if reminder.participant is not None:
+        if reminder.channel == Reminder.Channel.SMS:
+            return reminder.participant.phone
+        return reminder.participant.email
+    if reminder.staff is not None and reminder.channel == Reminder.Channel.EMAIL:
+        return reminder.staff.email
+    return ""
+
+
+def _record(
+    reminder: Reminder,
+    status: str,
+    reason: str,
+    *,
+    due_at: datetime | None = None,
+    sent: tuple[str, datetime] | None = None,
+) -> None:
+    """Write the outcome (``sent``: the provider's id and when) and end the lease."""
+    reminder.status = status
+    reminder.reason = reason
+    reminder.lease_until = None
+    fields = ["status", "reason", "lease_until", "attempts", "updated_at"]
+    if due_at is not None:
+        reminder.due_at = due_at
+        fields.append("due_at")
+    if sent is not None:
+        reminder.provider_id, reminder.sent_at = sent
+        fields += ["provider_id", "sent_at"]
+    reminder.save(update_fields=fields)
+
+
+def _record_sent(reminder: Reminder, provider_id: str, now: datetime) -> None:
+    _record(reminder, Status.SENT, "", sent=(provider_id, now))
+
+
+def _record_failure(reminder: Reminder, error: TransportError, now: datetime) -> None:
+    if error.permanent:
+        _record(reminder, Status.FAILED, str(error))
+    elif reminder.attempts >= settings.REMINDER_MAX_ATTEMPTS:
+        _record(
+            reminder,
+            Status.FAILED,
+            f"Not sent after {reminder.attempts} tries, so no more tries: check the address, "
+            f"or ask the administrator. The last answer: {error}",
+        )
+    else:
+        waits = settings.REMINDER_RETRY_SECONDS
+        wait = waits[min(reminder.attempts, len(waits)) - 1]
+        _record(reminder, Status.PENDING, str(error), due_at=now + timedelta(seconds=wait))

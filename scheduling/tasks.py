@@ -1,0 +1,75 @@
+"""Celery tasks: they take ids and call services (scheduling/dispatch.py).
+
+No task here is ever given an ETA or a countdown, and none retries itself with a countdown:
+what is due and when is on the reminder rows, and the beat's sweep finds it (see "Reminders are
+rows, not delayed tasks" in the architecture notes). Options common to all: results ignored
+(there is no result backend; outcomes live on the rows); acknowledged on receipt, the project
+default (CELERY_TASK_ACKS_LATE, config/settings.py): a task lost with its worker is recovered
+by the row's lease, not by Redis redelivering it an hour later.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from uuid import UUID
+
+from celery import current_app, shared_task
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from scheduling import dispatch
+
+logger = logging.getLogger(__name__)
+
+#: Batches one sweep claims at most (REMINDER_BATCH each) before leaving the rest to the next:
+#: a backlog (after an outage) drains over a few sweeps instead of one sweep claiming more than
+#: the workers can send within a lease.
+SWEEP_BATCHES = 10
+
+
+# Hard time limits (prefork pool): a send stuck past the mail server's or the SMS provider's
+# own timeout is killed, which rolls back its transaction and releases the row's lock, so the
+# sweep can claim the row again once its lease runs out. Both limits stay well under the lease
+# (REMINDER_LEASE_SECONDS, 300 s by default).
+@shared_task(ignore_result=True, time_limit=120)
+def sweep_reminders() -> int:
+    """The beat's task: claim due reminders, a batch per transaction, and enqueue one
+    send_reminder per claimed row once that batch's claim has committed (a task must never
+    find its row not yet claimed). Returns how many were claimed."""
+    total = 0
+    for _ in range(SWEEP_BATCHES):
+        with transaction.atomic():
+            claimed = dispatch.reminders_claim_due(
+                now=timezone.now(), limit=settings.REMINDER_BATCH
+            )
+            if claimed:
+                transaction.on_commit(partial(_enqueue, claimed))
+        total += len(claimed)
+        if len(claimed) < settings.REMINDER_BATCH:
+            break
+    if total:
+        logger.info("sweep claimed %d reminders", total)
+    return total
+
+
+def _enqueue(claimed: list[tuple[int, UUID]]) -> None:
+    """One send task per row, through one broker connection. If Redis fails part-way, the
+    rows not enqueued stay claimed and are claimed again when their lease runs out."""
+    with current_app.producer_or_acquire() as producer:
+        for reminder_id, claim in claimed:
+            send_reminder.apply_async((reminder_id, str(claim)), producer=producer)
+
+
+@shared_task(ignore_result=True, time_limit=60)
+def send_reminder(reminder_id: int, claim: str) -> None:
+    """Deliver one claimed reminder; a duplicate or late task finds the row moved on and does
+    nothing (scheduling.dispatch.reminder_deliver)."""
+    dispatch.reminder_deliver(reminder_id=reminder_id, claim=UUID(claim))
+
+
+@shared_task(ignore_result=True)
+def noop() -> None:
+    """Does nothing: the yardstick for a task's own cost through the broker and the worker
+    (bench/reminders.py), and a harmless task to check a worker with."""
