@@ -246,7 +246,7 @@ def _locked(reminder_id: int) -> Reminder | None:
     try:
         return (
             Reminder.objects.select_for_update(of=("self",))
-            .select_related("site", "session", "participant", "staff")
+            .select_related("site", "session__course", "participant", "staff")
             .get(pk=reminder_id)
         )
     except Reminder.DoesNotExist:

@@ -21,12 +21,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db.models import F
 from django.template import Context, Engine
 from django.template.loader import select_template
 from django.urls import reverse
 
 from protocol.models import SessionTemplate
-from protocol.spec import Kind, RoomNeed
+from protocol.spec import Kind, RoomNeed, Status
 from scheduling.clock import display_name, local, local_text, zone_of
 from scheduling.models import (
     CheckInOutcome,
@@ -183,7 +184,7 @@ def message_context(reminder: Reminder) -> dict[str, Any]:
         "staff_what": staff_what,
         "staff_a": "an" if staff_what.startswith(tuple("aeiou")) else "a",
         "link": absolute_url(reverse("session", args=[session.pk])),
-        "escalation_hours": session.course.protocol_version.checkin_escalation_hours,
+        "escalation_hours": _escalation_hours(session),
     }
     if reminder.purpose == Reminder.Purpose.MOVED and reminder.participant is not None:
         told = _last_told(reminder)
@@ -191,6 +192,13 @@ def message_context(reminder: Reminder) -> dict[str, Any]:
     if reminder.purpose == Reminder.Purpose.ESCALATION:
         context.update(_escalation_context(reminder))
     return context
+
+
+def _escalation_hours(session: ScheduledSession) -> int:
+    facts = _session_template(session)
+    if facts is not None:
+        return facts.escalation_hours
+    return int(session.course.protocol_version.checkin_escalation_hours)
 
 
 def _short(moment: datetime) -> str:
@@ -252,13 +260,50 @@ def _last_told(reminder: Reminder) -> datetime | None:
     return row.session_start if row else None
 
 
-def _session_template(session: ScheduledSession) -> SessionTemplate | None:
-    return SessionTemplate.objects.filter(
-        version_id=session.course.protocol_version_id, key=session.template_key
-    ).first()
+@dataclass(frozen=True)
+class _Facts:
+    """What a message needs from the session's protocol template."""
+
+    room: str
+    joint: bool
+    preparation: str
+    escalation_hours: int
 
 
-def _mode(session: ScheduledSession, template: SessionTemplate | None) -> str:
+def _session_template(session: ScheduledSession) -> _Facts | None:
+    return _protocol_facts(session.course.protocol_version_id, session.template_key)
+
+
+def _protocol_facts(version_id: int, key: str) -> _Facts | None:
+    """An active or retired protocol version never changes (protocol.models), so what it
+    says is kept for the life of the process: a batch of sends reads it once. A draft's is
+    read afresh."""
+    cached = _FACTS.get((version_id, key))
+    if cached is not None:
+        return cached
+    row = (
+        SessionTemplate.objects.filter(version_id=version_id, key=key)
+        .values("room", "joint", "preparation", "version__checkin_escalation_hours")
+        .annotate(status=F("version__status"))
+        .first()
+    )
+    if row is None:
+        return None
+    facts = _Facts(
+        room=row["room"],
+        joint=row["joint"],
+        preparation=row["preparation"],
+        escalation_hours=row["version__checkin_escalation_hours"],
+    )
+    if row["status"] != Status.DRAFT and len(_FACTS) < 10_000:
+        _FACTS[(version_id, key)] = facts
+    return facts
+
+
+_FACTS: dict[tuple[int, str], _Facts] = {}
+
+
+def _mode(session: ScheduledSession, template: _Facts | None) -> str:
     """site, video or phone: the same rule as the participant's printed schedule."""
     if session.kind == Kind.PHONE_CHECKIN:
         return "phone"
@@ -513,7 +558,7 @@ def _escalation_hold(reminder: Reminder, now: datetime) -> Hold | None:
             "the coordinators were told then."
         )
     # the check-in moved after this row was planned: it escalates from its new time
-    due = session.start + timedelta(hours=session.course.protocol_version.checkin_escalation_hours)
+    due = session.start + timedelta(hours=_escalation_hours(session))
     if now < due:
         return Hold(
             status=Reminder.Status.PENDING,

@@ -541,3 +541,20 @@ def test_invalid_reminder_settings_stop_the_process(
     from tests.config.test_settings import failure_of
 
     assert expected in failure_of(DEBUG="1", **variables)
+
+
+@pytest.mark.django_db
+def test_a_send_reads_its_row_once_and_writes_it_once(
+    recipient: Any, smtp_server: Any, django_assert_max_num_queries: Any
+) -> None:
+    """What the benchmark's throughput rests on: the lock reads the row with all it needs,
+    the protocol's words are read once per process, and the outcome is one UPDATE."""
+    participant, session = recipient
+    now = timezone.now()
+    add_reminders(participant, session, [now - timedelta(minutes=2), now - timedelta(minutes=1)])
+    (first, claim), (second, _) = reminders_claim_due(now=now, limit=10)
+    reminder_deliver(reminder_id=first, claim=claim, now=now)
+    with django_assert_max_num_queries(4):  # savepoint, SELECT ... FOR UPDATE, UPDATE, release
+        reminder_deliver(reminder_id=second, claim=claim, now=now)
+    assert Reminder.objects.filter(pk__in=[first, second], status="sent").count() == 2
+    assert smtp_server.wait_for(2) and len({m.message_id for m in smtp_server.received}) == 2
