@@ -319,3 +319,16 @@ def test_the_night_attendant_works_the_demos_overnight_stays(seeded: str) -> Non
     page = client.get(f"/sessions/{first.pk}/")
     assert page.status_code == 200
     assert first.title in page.content.decode()
+
+
+def test_the_demo_has_reminders_to_look_at(seeded: str) -> None:
+    """Participants with an address and consent: their coming sessions' reminders are planned,
+    and the past ones were never due to anyone."""
+    from scheduling.models import Reminder
+
+    upcoming = Reminder.objects.filter(participant__code="D-011", status="pending")
+    assert upcoming.filter(channel="email").exists()
+    assert not upcoming.exclude(channel="email").exists()
+    assert Reminder.objects.filter(participant__code="D-012", status="pending", channel="sms")
+    finished = Reminder.objects.filter(participant__code="D-001")
+    assert not finished.filter(status__in=["pending", "sending", "sent"]).exists()

@@ -297,6 +297,20 @@ def _book_nights(sessions: list[ScheduledSession]) -> int:
     return booked
 
 
+def _contact(code: str) -> dict[str, Any]:
+    """Reminders to see on the demo's pages: an example.org address (a domain that receives
+    no mail) with consent, and for one participant a text-message number from the range kept
+    for fiction (555-01xx)."""
+    consent = timezone.now()
+    if code == "D-012":
+        return {"phone": "+1 202 555 0112", "preferred_channel": "sms", "sms_consent_at": consent}
+    return {
+        "email": f"{code.lower()}@example.org",
+        "preferred_channel": "email",
+        "email_consent_at": consent,
+    }
+
+
 def _enrol(site: Site, demo: DemoParticipant, start: date) -> tuple[date, Course]:
     """Enrol on ``start`` or, when the course cannot be booked from then, on one of the next
     open days: the planner places sessions one by one and never moves an earlier one to make
@@ -312,6 +326,7 @@ def _enrol(site: Site, demo: DemoParticipant, start: date) -> tuple[date, Course
                 by=None,
                 partner_code=demo.partner,
                 back_entry_reason=BACK_ENTRY,
+                contact=_contact(demo.code),
             )
         except services.SchedulingError as exc:
             problem = str(exc)
