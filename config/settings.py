@@ -382,6 +382,7 @@ SPECTACULAR_SETTINGS = {
         "SessionStatusEnum": "scheduling.models.ScheduledSession.Status",
         "SessionStatusChangeEnum": "scheduling.api.STATUS_CHANGES",
         "ProtocolStatusEnum": ["draft", "active", "retired"],
+        "CheckInOutcomeEnum": "scheduling.models.CheckInOutcome.Outcome",
     },
 }
 
