@@ -624,6 +624,8 @@ def _escalation(session: ScheduledSession, user: User, concern: CheckInOutcome |
     cause = f"concern-{concern.pk}" if concern else "overdue"
     row.idempotency_key = f"{session.uid}/escalation/{cause}/u{user.pk}"
     row.due_at = session.start + timedelta(hours=4)
+    # the overdue one was planned at enrolment already: this row takes its key
+    Reminder.objects.filter(idempotency_key=row.idempotency_key).exclude(pk=row.pk).delete()
     row.save()
     return row
 
