@@ -484,6 +484,15 @@ class StaffProfileAdmin(HistoryAdmin[StaffProfile]):
             return True
         return set(obj.sites.values_list("pk", flat=True)) <= mine
 
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """A new role or new sites: escalations and staff reminders of the open sessions at
+        the sites before and after follow at once (the sites are saved here, after the
+        profile)."""
+        before = {getattr(site, "pk", site) for site in form.initial.get("sites", [])}
+        super().save_related(request, form, formsets, change)
+        after = set(form.instance.sites.values_list("pk", flat=True))
+        outbox.sites_reminders_resync(site_ids=before | after)
+
 
 @admin.register(Dyad)
 class DyadAdmin(HistoryAdmin[Dyad]):
@@ -516,7 +525,19 @@ class ParticipantAdmin(HistoryAdmin[Participant]):
     created = local_column("created_at", "created at")
     list_select_related = ["site"]
     search_fields = ["code"]
-    readonly_fields = ["site", "code", "status", "partner", "created_at"]
+    # consent and the pause: with their source and reason through the participant page
+    # (outbox's services), never a date typed in here
+    readonly_fields = [
+        "site",
+        "code",
+        "status",
+        "partner",
+        "created_at",
+        "email_consent_at",
+        "sms_consent_at",
+        "reminders_paused_at",
+        "reminders_pause_reason",
+    ]
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False  # enrolment books a course: the Enrol page or the API

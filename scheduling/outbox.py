@@ -32,7 +32,7 @@ from scheduling.models import (
     StaffBooking,
     StaffProfile,
 )
-from scheduling.reminders import PENDING, QuietHours, notice_due, plan_session
+from scheduling.reminders import PENDING, SKIPPED, QuietHours, notice_due, plan_session
 
 #: which booked staff a staff audience names, by their role
 BOOKED_ROLES = {
@@ -43,6 +43,8 @@ BOOKED_ROLES = {
 
 ESCALATION_MESSAGE = "checkin_escalation"
 MOVED_MESSAGE = "moved"
+#: in the key of a concern's escalation (scheduling.checkins.concern_key)
+CONCERN_MARK = "/escalation/concern-"
 
 
 def _stamp(moment: datetime) -> str:
@@ -114,13 +116,16 @@ def reminders_sync(
     current = given if all(_loaded(s) for s in given) else _read(ids)
     context = _context(current)
     existing: dict[int, dict[str, Reminder]] = {}
-    for row in [] if new else Reminder.objects.filter(session__in=ids):
+    # locked: a send task holds its row while it sends; waiting for it means reading "sent"
+    # (history, and a moved notice) instead of overwriting it with what was read before
+    locked = Reminder.objects.select_for_update().filter(session__in=ids).order_by("pk")
+    for row in Reminder.objects.none() if new else locked:
         existing.setdefault(row.session_id, {})[row.idempotency_key] = row
     create: list[Reminder] = []
     update: list[Reminder] = []
     for session in current:
         have = existing.get(session.pk, {})
-        wanted = {w.key: w for w in _wanted(session, context, have.values(), now)}
+        wanted = {w.key: w for w in _wanted(session, context, list(have.values()), now)}
         site_id = session.course.participant.site_id
         for key, want in wanted.items():
             kept = have.get(key)
@@ -131,16 +136,18 @@ def reminders_sync(
                 kept.due_at, kept.session_start = want.due_at, want.session_start
                 kept.attempts, kept.claim, kept.lease_until = 0, None, None
                 update.append(kept)
-            elif (
-                kept.status == Reminder.Status.PENDING
-                and (kept.due_at != want.due_at or kept.session_start != want.session_start)
-                and kept.purpose == Reminder.Purpose.ESCALATION
+            elif kept.status == Reminder.Status.PENDING and (
+                kept.session_start != want.session_start
+                or (kept.purpose == Reminder.Purpose.ESCALATION and kept.due_at != want.due_at)
             ):
-                # the one key that does not carry the time: it follows the check-in
+                # keys that do not carry the session's start (an escalation; the evening
+                # before, when the session moves within its day): the row follows the session
                 kept.due_at, kept.session_start = want.due_at, want.session_start
+                kept.status, kept.reason = want.status, want.reason
                 update.append(kept)
         for key, old in have.items():
-            if key not in wanted and old.is_open:
+            # a concern's emails are the check-in service's, not planned here: they always go
+            if key not in wanted and old.is_open and CONCERN_MARK not in key:
                 old.status = Reminder.Status.CANCELLED
                 old.reason = _why_not_wanted(session, old)
                 old.claim, old.lease_until = None, None
@@ -241,7 +248,7 @@ def _participant_channels(person: Participant) -> list[str]:
 
 
 def _wanted(
-    session: ScheduledSession, context: _Context, have: Iterable[Reminder], now: datetime
+    session: ScheduledSession, context: _Context, have: list[Reminder], now: datetime
 ) -> list[_Wanted]:
     course = session.course
     if not session.is_open or session.superseded or course.status != Course.Status.ACTIVE:
@@ -283,23 +290,29 @@ def _wanted(
                         reason=plan.reason,
                     )
                 )
-    found.extend(_moved_notices(session, people, list(have), start, quiet, now))
+    found.extend(_moved_notices(session, people, have, start, quiet, now))
     if session.kind == Kind.PHONE_CHECKIN:
         hours = course.protocol_version.checkin_escalation_hours
+        due = start + timedelta(hours=hours)
+        planned = {row.idempotency_key for row in have}
         for user_id in context.coordinators.get(site.pk, []):
+            key = f"{session.uid}/escalation/overdue/u{user_id}"
+            # first planned after it would have escalated (a back-entered course): history,
+            # not an email; a row planned in time still goes, however late the sweep is
+            late = due <= now and key not in planned
             found.append(
                 _Wanted(
-                    key=f"{session.uid}/escalation/overdue/u{user_id}",
+                    key=key,
                     participant_id=None,
                     staff_id=user_id,
                     purpose=Reminder.Purpose.ESCALATION,
                     rule_key="",
                     message=ESCALATION_MESSAGE,
                     channel=Channel.EMAIL.value,
-                    due_at=start + timedelta(hours=hours),
+                    due_at=now if late else due,
                     session_start=start,
-                    status=PENDING,
-                    reason="",
+                    status=SKIPPED if late else PENDING,
+                    reason="the check-in was over before it was planned" if late else "",
                 )
             )
     return found
@@ -391,6 +404,8 @@ def _why_not_wanted(session: ScheduledSession, row: Reminder) -> str:
         if person.preferred_channel != row.channel:
             said = {"email": "email", "sms": "text messages"}.get(person.preferred_channel, "")
             return f"the participant now prefers {said}"
+    if row.purpose == Reminder.Purpose.ESCALATION:
+        return "no longer a coordinator at the site"
     if row.staff_id is not None:
         return "the staff member is no longer booked on the session"
     return "the protocol no longer has this reminder"
@@ -418,6 +433,27 @@ def participant_reminders_resync(*, participant: Participant) -> None:
     """After a participant's preferred channel or contact changed: their future sessions'
     rows follow (a row on a channel they no longer use is cancelled, the new one planned)."""
     reminders_sync(sessions=participant_future_sessions(participant))
+
+
+#: how far back a change of a site's staff re-plans open sessions (an escalation is due
+#: some hours after its check-in; older open sessions only wait for their status)
+STAFF_RESYNC_BACK = timedelta(days=2)
+
+
+@transaction.atomic
+def sites_reminders_resync(*, site_ids: Iterable[int]) -> None:
+    """After a site's staff changed (a coordinator added or gone, a role or a site changed):
+    the open sessions there follow, so escalations and staff reminders go to who holds the
+    role now, and no longer to who left it."""
+    now = timezone.now()
+    sessions = ScheduledSession.objects.filter(
+        course__participant__site__in=list(site_ids),
+        course__status=Course.Status.ACTIVE,
+        superseded=False,
+        status__in=[ScheduledSession.Status.PLANNED, ScheduledSession.Status.CONFIRMED],
+        start__gt=now - STAFF_RESYNC_BACK,
+    )
+    reminders_sync(sessions=sessions, now=now)
 
 
 def _save_participant(participant: Participant, by: Any, reason: str) -> None:
@@ -480,11 +516,24 @@ def phone_digits(number: str) -> str:
     return "".join(ch for ch in number if ch.isdigit())
 
 
+def _same_number(stored: str, sender: str) -> bool:
+    """Whether two numbers' digits are one phone: equal, or one is the other with a country
+    code (1-3 digits) in front, leading zeros (a national trunk 0, an international 00) aside.
+    A mere common tail is not enough: "555-0100" is not every number ending so."""
+    stored, sender = stored.lstrip("0"), sender.lstrip("0")
+    short, long = sorted((stored, sender), key=len)
+    if len(short) < 7:
+        return False
+    return short == long or (
+        len(short) >= 8 and long.endswith(short) and len(long) - len(short) <= 3
+    )
+
+
 @transaction.atomic
 def participants_sms_consent_from_reply(*, phone: str, given: bool) -> int:
     """An inbound STOP (``given`` False) or START: every participant with that number loses
-    or regains text-message consent. Matched on digits; a national number without its
-    country code matches the stored one's tail. Returns how many changed."""
+    or regains text-message consent. Matched on digits (``_same_number``): a number stored
+    without its country code matches. Returns how many changed."""
     digits = phone_digits(phone)
     if len(digits) < 7:
         return 0
@@ -492,8 +541,7 @@ def participants_sms_consent_from_reply(*, phone: str, given: bool) -> int:
     # stored numbers keep the formatting staff typed: compared digit by digit in Python
     # (a webhook call per reply; a clinic has thousands of participants, not millions)
     for person in Participant.objects.exclude(phone="").only("pk", "phone").iterator():
-        stored = phone_digits(person.phone)
-        if len(stored) < 7 or not (stored.endswith(digits) or digits.endswith(stored)):
+        if not _same_number(phone_digits(person.phone), digits):
             continue
         before = person.sms_consent_at
         after = participant_consent_set(

@@ -240,3 +240,63 @@ def test_a_coordinator_sees_only_their_sites_in_the_admin(client: Client) -> Non
     calendar = client.get("/calendar/").content.decode()
     assert f"/admin/scheduling/room/?site__id__exact={site_b.pk}" in calendar
     assert "Course scheduler · Administration" in rooms and "/today/" in rooms
+
+
+def test_a_coordinator_added_here_gets_the_escalations_of_the_check_ins_ahead(
+    admin_client: Client,
+) -> None:
+    # the overdue-check-in escalation goes to the site's coordinators: one who joins after
+    # enrolment (or replaces the only one) must get the rows of the check-ins still ahead,
+    # and one who leaves must lose theirs, at once, not only at the next move
+    from scheduling.models import Reminder, StaffProfile
+
+    site = make_site("ca")
+    leaving = make_staff("coord-leaving", "coordinator", site)
+    with_time = participant_enrol(
+        site=site, code="CA-1", protocol_slug="mapp-ptsd", start_date=date(2030, 3, 4), by=None
+    )
+    user = User.objects.create_user("coord-new", password="test-password-1234")
+    response = admin_client.post(
+        url(StaffProfile, "add"), {"user": user.pk, "role": "coordinator", "sites": [site.pk]}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    checkins = ScheduledSession.objects.filter(course=with_time, kind="phone_checkin")
+    new = Reminder.objects.filter(staff=user, purpose="escalation", status="pending")
+    assert set(new.values_list("session_id", flat=True)) == set(
+        checkins.values_list("pk", flat=True)
+    )
+    profile = StaffProfile.objects.get(user=leaving)
+    response = admin_client.post(
+        url(StaffProfile, "change", profile.pk),
+        {"user": leaving.pk, "role": "therapist", "sites": [site.pk]},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    gone = Reminder.objects.filter(staff=leaving, purpose="escalation")
+    assert gone.exists()
+    assert set(gone.values_list("status", "reason")) == {
+        ("cancelled", "no longer a coordinator at the site")
+    }
+
+
+def test_consent_and_the_pause_are_not_typed_in_here(course: Course, admin_client: Client) -> None:
+    # consent is recorded with its source and the pause with its reason (the participant
+    # page's Reminders form, an inbound STOP): the admin's form cannot set a date by hand
+    participant = course.participant
+    response = admin_client.post(
+        url(Participant, "change", participant.pk),
+        {
+            "email": "p001@example.org",
+            "phone": "",
+            "preferred_channel": "email",
+            "arm_code": "",
+            "email_consent_at_0": "2020-01-01",
+            "email_consent_at_1": "09:00:00",
+            "reminders_paused_at_0": "2020-01-01",
+            "reminders_paused_at_1": "09:00:00",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    participant.refresh_from_db()
+    assert participant.email == "p001@example.org"
+    assert participant.email_consent_at is None
+    assert participant.reminders_paused_at is None

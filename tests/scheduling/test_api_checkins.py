@@ -49,6 +49,7 @@ def test_a_participants_reminders_are_a_scoped_page(
     course: Course, coordinator_a: Any, coordinator_b: Any
 ) -> None:
     sessions = list(course.sessions.order_by("start")[:3])
+    Reminder.objects.filter(session__course=course).delete()  # only the rows made here
     made = [
         reminder(sessions[0], "one", status="sent", sent_at=sessions[0].start),
         reminder(sessions[1], "two", status="skipped", reason="no email consent"),
@@ -95,7 +96,7 @@ def test_recording_a_concern_answers_201_with_its_escalations(
     assert body["recorded_by"] == therapist.pk and body["session"] == call.pk
     assert [e["staff"] for e in body["escalations"]] == [coordinator_a.pk]
     assert body["escalations"][0]["purpose"] == "escalation"
-    assert Reminder.objects.filter(purpose="escalation").count() == 1
+    assert Reminder.objects.filter(purpose="escalation", rule_key="concern").count() == 1
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,8 @@ def test_bad_input_is_a_400_with_field_errors_and_nothing_is_written(
             f"/api/sessions/{call.pk}/checkin-outcome/", sent, format="json"
         )
     assert answer.status_code == 400 and field in answer.json()
-    assert not CheckInOutcome.objects.exists() and not Reminder.objects.exists()
+    assert not CheckInOutcome.objects.exists()
+    assert not Reminder.objects.filter(rule_key="concern").exists()
 
 
 def test_a_session_that_is_no_call_or_lies_ahead_is_a_400_on_session(

@@ -631,6 +631,8 @@ def _escalation(session: ScheduledSession, user: User, concern: CheckInOutcome |
     row = _row(session, "checkin_escalation", "email", staff=user)
     row.idempotency_key = key
     row.due_at = session.start + timedelta(hours=4)
+    # the overdue one was planned at enrolment already: this row takes its key
+    Reminder.objects.filter(idempotency_key=row.idempotency_key).exclude(pk=row.pk).delete()
     row.save()
     return row
 

@@ -325,3 +325,104 @@ def test_the_settings_form_is_for_the_sites_coordinators(site: Site, client: Any
     assert client.post(url, {"action": "sms-consent"}).status_code == 403
     person.refresh_from_db()
     assert person.sms_consent_at is None
+
+
+def test_a_same_day_move_keeps_the_evening_before_reminder_speaking_of_the_new_time(
+    site: Site,
+) -> None:
+    # the evening-before key carries the rule's time (18:00 the day before), which a move
+    # within the same local day does not change: the pending row must follow the session,
+    # else the send-time check skips it ("the session moved") and nothing replaces it
+    course = enrol(site, None)
+    dosing = session_of(course, "dosing-1")
+    (evening,) = rows(dosing, participant=course.participant, rule_key="evening-before")
+    new_start = dosing.start + timedelta(hours=1)
+    move(dosing, new_start)
+    dosing.refresh_from_db()
+    assert dosing.start == new_start
+    (wanted,) = rows(dosing, participant=course.participant, rule_key="evening-before")
+    assert wanted.pk == evening.pk
+    assert (wanted.status, wanted.session_start) == ("pending", new_start)
+
+
+def test_a_back_entered_course_does_not_escalate_check_ins_already_past(site: Site) -> None:
+    # a course entered afterwards (back-entry) has check-ins whose escalation time passed
+    # before they were planned: no "check-in without an outcome" email for each of them
+    # (Today lists the recent ones); those still ahead escalate as usual
+    make_staff("coord-r", "coordinator", site)
+    now = datetime(2027, 4, 15, 12, tzinfo=NEW_YORK)
+    with time_machine.travel(now, tick=False):
+        course = participant_enrol(
+            site=site,
+            code="R-009",
+            protocol_slug="mapp-ptsd",
+            start_date=START,
+            by=None,
+            back_entry_reason="entered from the paper binder",
+        )
+    escalations = list(
+        Reminder.objects.filter(session__course=course, purpose="escalation").select_related(
+            "session"
+        )
+    )
+    past = [r for r in escalations if r.session.start + timedelta(hours=4) <= now]
+    ahead = [r for r in escalations if r.session.start + timedelta(hours=4) > now]
+    assert past and ahead
+    assert {r.status for r in past} == {"skipped"}
+    assert all("before it was planned" in r.reason for r in past)
+    assert {r.status for r in ahead} == {"pending"}
+
+
+def test_closing_a_check_in_keeps_the_concern_it_escalated(site: Site) -> None:
+    # a concern's emails are written by the check-in service, not planned by the sync: the
+    # therapist who records a concern and marks the call completed in the same minute must
+    # not cancel the coordinators' emails before the sweep sends them
+    from scheduling.checkins import checkin_record
+
+    coordinator = make_staff("coord-r", "coordinator", site)
+    course = enrol(site, None)
+    phone = session_of(course, "phone-1.1")
+    with time_machine.travel(phone.start + timedelta(minutes=20), tick=False):
+        checkin_record(session=phone, outcome="concern", note="low mood", by=coordinator)
+        session_change_status(session=phone, status="completed", by=coordinator)
+    concern = Reminder.objects.get(session=phone, idempotency_key__contains="/escalation/concern-")
+    assert (concern.status, concern.staff_id) == ("pending", coordinator.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_move_while_its_reminder_is_being_sent_keeps_it_sent_and_plans_a_notice(
+    site: Site,
+) -> None:
+    # the send task holds the row's lock while it sends and records "sent"; a move at that
+    # moment must wait for it and read "sent" (history, and a moved notice), not overwrite
+    # the sent row with "cancelled" from what it read before
+    import threading
+    from uuid import uuid4
+
+    from django.db import connections, transaction
+    from django.utils import timezone
+
+    course = enrol(site, None)
+    prep = session_of(course, "prep-2")
+    (row,) = rows(prep, participant=course.participant)
+    Reminder.objects.filter(pk=row.pk).update(status="sending", claim=uuid4())
+    sending = threading.Event()
+
+    def send() -> None:
+        try:
+            with transaction.atomic():
+                found = Reminder.objects.select_for_update().get(pk=row.pk)
+                found.status, found.sent_at = "sent", timezone.now()
+                found.save(update_fields=["status", "sent_at"])
+                sending.set()
+                threading.Event().wait(1.5)  # the SMTP conversation
+        finally:
+            connections.close_all()
+
+    task = threading.Thread(target=send)
+    task.start()
+    assert sending.wait(10)
+    move(prep, prep.start + timedelta(days=1))
+    task.join(10)
+    assert Reminder.objects.get(pk=row.pk).status == "sent"
+    assert rows(prep, purpose="moved")

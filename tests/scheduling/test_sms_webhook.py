@@ -102,3 +102,15 @@ def test_without_a_configured_token_everything_is_refused(site: Site, settings: 
 
 def test_get_is_not_allowed(site: Site) -> None:
     assert Client().get("/hooks/sms/").status_code == 405
+
+
+def test_a_number_sharing_only_its_last_digits_is_someone_else(site: Site) -> None:
+    # a START from abroad must not give consent for a participant whose stored number
+    # merely ends with the same seven digits (typed without its area code)
+    short = person(site, "W-1", "555-0100", consent=False)
+    assert post("START", "+442075550100").status_code == 200
+    assert not consent(short)
+    # the same number written nationally (trunk 0) and internationally is one number
+    london = person(site, "W-2", "020 7555 0199", consent=True)
+    assert post("STOP", "+442075550199").status_code == 200
+    assert not consent(london)
