@@ -45,29 +45,48 @@ def reminder(session: ScheduledSession, suffix: str, **fields: Any) -> Reminder:
     return Reminder.objects.create(**values)
 
 
+def outbox() -> list[dict[str, object]]:
+    """Every outbox row as stored. Enrolment plans rows (the call reminders, the overdue
+    escalations), so "nothing written" reads: the same rows before and after."""
+    return [dict(row) for row in Reminder.objects.order_by("pk").values()]
+
+
 def test_a_participants_reminders_are_a_scoped_page(
     course: Course, coordinator_a: Any, coordinator_b: Any
 ) -> None:
     sessions = list(course.sessions.order_by("start")[:3])
-    Reminder.objects.filter(session__course=course).delete()  # only the rows made here
     made = [
         reminder(sessions[0], "one", status="sent", sent_at=sessions[0].start),
         reminder(sessions[1], "two", status="skipped", reason="no email consent"),
         reminder(sessions[2], "three"),
     ]
+    # the three made here, with what enrolment planned for the participant's sessions
+    expected = list(
+        Reminder.objects.filter(session__course__participant=course.participant)
+        .order_by("due_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    assert {r.pk for r in made} < set(expected)
     url = f"/api/participants/{course.participant_id}/reminders/"
     answer = client_for(coordinator_a).get(url, {"page_size": 2})
     assert answer.status_code == 200
     body = answer.json()
-    assert body["count"] == 3 and body["next"] and len(body["results"]) == 2
-    first = body["results"][0]
-    assert first["id"] == made[0].pk and first["status"] == "sent" and first["channel"] == "email"
+    assert body["count"] == len(expected) and body["next"] and len(body["results"]) == 2
+    assert [r["id"] for r in body["results"]] == expected[:2]
+    results = body["results"]
+    page = 1
+    while body["next"]:  # every page, in due order
+        page += 1
+        body = client_for(coordinator_a).get(url, {"page": page, "page_size": 2}).json()
+        results += body["results"]
+    assert [r["id"] for r in results] == expected
+    found = {r["id"]: r for r in results}
+    first = found[made[0].pk]
+    assert first["status"] == "sent" and first["channel"] == "email"
     assert first["participant"] == course.participant_id and first["staff"] is None
     assert first["idempotency_key"] == made[0].idempotency_key
-    second = client_for(coordinator_a).get(url, {"page": 2, "page_size": 2}).json()
-    assert second["results"][0]["reason"] == "" and body["results"][1]["reason"] == (
-        "no email consent"
-    )
+    assert found[made[1].pk]["reason"] == "no email consent"
+    assert found[made[2].pk]["reason"] == "" and found[made[2].pk]["status"] == "pending"
     assert client_for(coordinator_b).get(url).status_code == 404
 
 
@@ -96,7 +115,12 @@ def test_recording_a_concern_answers_201_with_its_escalations(
     assert body["recorded_by"] == therapist.pk and body["session"] == call.pk
     assert [e["staff"] for e in body["escalations"]] == [coordinator_a.pk]
     assert body["escalations"][0]["purpose"] == "escalation"
-    assert Reminder.objects.filter(purpose="escalation", rule_key="concern").count() == 1
+    # the concern's escalation, not the overdue ones the outbox planned at enrolment
+    written = Reminder.objects.filter(idempotency_key__contains="/escalation/concern-")
+    assert [e["id"] for e in body["escalations"]] == [r.pk for r in written]
+    assert written.get().idempotency_key == (
+        f"{call.uid}/escalation/concern-{body['id']}/u{coordinator_a.pk}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -113,13 +137,13 @@ def test_bad_input_is_a_400_with_field_errors_and_nothing_is_written(
     course: Course, coordinator_a: Any, sent: dict[str, Any], field: str
 ) -> None:
     call = ScheduledSession.objects.get(course=course, key="phone-1.1")
+    before = outbox()
     with time_machine.travel(call.start, tick=False):
         answer = client_for(coordinator_a).post(
             f"/api/sessions/{call.pk}/checkin-outcome/", sent, format="json"
         )
     assert answer.status_code == 400 and field in answer.json()
-    assert not CheckInOutcome.objects.exists()
-    assert not Reminder.objects.filter(rule_key="concern").exists()
+    assert not CheckInOutcome.objects.exists() and outbox() == before
 
 
 def test_a_session_that_is_no_call_or_lies_ahead_is_a_400_on_session(

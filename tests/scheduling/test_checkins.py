@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client
 
 from protocol.models import ProtocolVersion
+from scheduling import clock
 from scheduling.checkins import checkin_record, concern_key
 from scheduling.models import (
     CheckInOutcome,
@@ -23,13 +24,12 @@ from scheduling.models import (
     ScheduledSession,
     StaffBooking,
 )
+from scheduling.selectors import REMINDERS_SHOWN
 from scheduling.services import SchedulingError, session_set_status
 from tests.conftest import enrol_mapp, make_staff
 
 pytestmark = pytest.mark.django_db
 NEW_YORK = ZoneInfo("America/New_York")
-#: the rows a concern writes (the outbox's own planning writes the others at enrolment)
-CONCERNS = Reminder.objects.filter(rule_key="concern")
 
 
 @pytest.fixture
@@ -68,6 +68,17 @@ def outbox_row(session: ScheduledSession, suffix: str, **fields: Any) -> Reminde
     return Reminder.objects.create(**values)
 
 
+def outbox() -> list[dict[str, object]]:
+    """Every outbox row as stored. Enrolment plans rows (the call reminders, the overdue
+    escalations), so "nothing written" reads: the same rows before and after."""
+    return [dict(row) for row in Reminder.objects.order_by("pk").values()]
+
+
+def concern_rows() -> Any:
+    """The escalations a concern wrote (not the overdue ones the outbox plans itself)."""
+    return Reminder.objects.filter(idempotency_key__contains="/escalation/concern-")
+
+
 # --- the service -----------------------------------------------------------------------------
 
 
@@ -80,14 +91,18 @@ def test_a_concern_escalates_at_once_to_every_coordinator_of_the_site(
     gone.save()
     session = call(course)
     moment = session.start + timedelta(minutes=20)
+    planned = outbox()
     with at(moment):
         row = checkin_record(
             session=session, outcome="concern", note="Low mood, call back", by=caller(session)
         )
     assert row.outcome == "concern" and row.note == "Low mood, call back"
-    sent = Reminder.objects.filter(purpose="escalation", rule_key="concern").order_by("staff_id")
+    sent = concern_rows().order_by("staff_id")
     assert [r.staff_id for r in sent] == sorted([coordinator_a.pk, second.pk])
+    # the concern wrote its escalations and touched none of the planned rows
+    assert [r for r in outbox() if r["id"] not in {s.pk for s in sent}] == planned
     for r in sent:
+        assert r.purpose == "escalation" and r.rule_key == "concern"
         assert r.message == "checkin_escalation" and r.channel == "email"
         assert r.status == "pending" and r.due_at == moment and r.session_start == session.start
         assert r.site_id == site_a.pk and r.participant_id is None
@@ -98,10 +113,11 @@ def test_a_concern_escalates_at_once_to_every_coordinator_of_the_site(
 
 def test_a_concern_needs_a_note_and_nothing_is_written_without_it(course: Course) -> None:
     session = call(course)
+    before = outbox()
     with at(session.start), pytest.raises(SchedulingError) as refused:
         checkin_record(session=session, outcome="concern", note="  ", by=caller(session))
     assert "note" in refused.value.errors
-    assert not CheckInOutcome.objects.exists() and not CONCERNS.exists()
+    assert not CheckInOutcome.objects.exists() and outbox() == before
 
 
 @pytest.mark.parametrize("who", ["other therapist", "assessor", "night attendant", "other site"])
@@ -115,15 +131,17 @@ def test_only_the_booked_therapist_or_the_sites_coordinators_record(
         "night attendant": make_staff("night-x", "night_attendant", site_a),
         "other site": coordinator_b,
     }[who]
+    before = outbox()
     with at(session.start), pytest.raises(PermissionDenied, match="booked on this check-in"):
         checkin_record(session=session, outcome="concern", note="worried", by=by)
-    assert not CheckInOutcome.objects.exists() and not CONCERNS.exists()
+    assert not CheckInOutcome.objects.exists() and outbox() == before
 
 
 def test_a_coordinator_records_and_several_outcomes_are_kept(
     course: Course, coordinator_a: Any
 ) -> None:
     session = call(course)
+    before = outbox()
     with at(session.start + timedelta(minutes=5)):
         checkin_record(session=session, outcome="no_answer", note="", by=caller(session))
     with at(session.start + timedelta(hours=1)):
@@ -132,7 +150,7 @@ def test_a_coordinator_records_and_several_outcomes_are_kept(
         "reached",
         "no_answer",
     ]
-    assert not CONCERNS.exists()  # only a concern escalates at once
+    assert outbox() == before  # only a concern escalates at once
 
 
 def test_cancelled_later_and_other_sessions_are_refused_in_the_clinics_words(
@@ -330,8 +348,7 @@ def test_the_pages_list_reminders_planned_sent_and_why_not(
     client: Client, course: Course, coordinator_a: Any
 ) -> None:
     dosing = ScheduledSession.objects.get(course=course, key="dosing-1")
-    Reminder.objects.filter(session__course=course).delete()  # only the rows made here
-    outbox_row(dosing, "planned")
+    planned = outbox_row(dosing, "planned")
     outbox_row(
         dosing,
         "sent",
@@ -342,15 +359,25 @@ def test_the_pages_list_reminders_planned_sent_and_why_not(
     )
     outbox_row(dosing, "skipped", rule_key="eve", status="skipped", reason="no SMS consent")
     outbox_row(dosing, "cancelled", rule_key="x", status="cancelled", reason="the session moved")
+    # the four made here, with what enrolment planned for the participant's sessions
+    theirs = Reminder.objects.filter(session__course__participant=course.participant)
+    assert 4 < theirs.count() <= REMINDERS_SHOWN
     client.force_login(coordinator_a)
     page = client.get(f"/participants/{course.participant_id}/").content.decode()
     listed = page.split('id="reminders-list"')[1].split("</table>")[0]
-    assert listed.count('class="reminder ') == 4
+    assert listed.count('class="reminder ') == theirs.count()
+    for status in Reminder.Status.values:
+        shown = listed.count(f'data-status="{status}"')
+        assert shown == theirs.filter(status=status).count(), status
     assert "no SMS consent" in listed and "the session moved" in listed
-    assert "goes out Thu 1 Apr 2027" not in listed  # times in the site's zone, not UTC
+    # times in the site's zone, not UTC
+    assert f"goes out {clock.local_text(planned.due_at, course.participant.site)}" in listed
+    assert f"{planned.due_at:%a %-d %b %Y %H:%M}" not in listed
     assert "EDT" in listed and f'href="/sessions/{dosing.pk}/"' in listed
     session_page = client.get(f"/sessions/{dosing.pk}/").content.decode()
-    assert session_page.split('id="reminders-list"')[1].count('class="reminder ') == 4
+    on_session = session_page.split('id="reminders-list"')[1].split("</table>")[0]
+    assert on_session.count('class="reminder ') == Reminder.objects.filter(session=dosing).count()
+    assert "no SMS consent" in on_session and "the session moved" in on_session
 
 
 def test_a_blinded_assessor_sees_no_reminders_on_their_assessment(
