@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import email
+import email.parser
 import email.policy
+import functools
 import json
 import socket
 import threading
@@ -40,15 +42,35 @@ def free_port() -> int:
 # --- SMTP ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class ReceivedEmail:
-    message_id: str
-    sender: str
-    recipients: list[str]
-    subject: str
-    text: str | None
-    html: str | None
-    raw: bytes
+    """One accepted message. Only its envelope and Message-ID are read on arrival (as a mail
+    server does); the body is parsed when a test asks for it, so counting thousands of
+    messages (bench/reminders.py) costs the server next to nothing."""
+
+    def __init__(self, sender: str, recipients: list[str], raw: bytes) -> None:
+        self.sender = sender
+        self.recipients = recipients
+        self.raw = raw
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        self.message_id = str(headers.get("Message-ID", "")).strip()
+
+    @functools.cached_property
+    def _parsed(self) -> Any:
+        return email.message_from_bytes(self.raw, policy=email.policy.default)
+
+    @property
+    def subject(self) -> str:
+        return str(self._parsed.get("Subject", ""))
+
+    @property
+    def text(self) -> str | None:
+        part = self._parsed.get_body(("plain",))
+        return None if part is None else str(part.get_content())
+
+    @property
+    def html(self) -> str | None:
+        part = self._parsed.get_body(("html",))
+        return None if part is None else str(part.get_content())
 
 
 class _Handler:
@@ -78,18 +100,8 @@ class _Handler:
                 self.server.temporary_refusals_left -= 1
                 self.server.refusals += 1
                 return "451 4.3.0 Try again later"
-        raw = envelope.original_content or b""
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        text_part = parsed.get_body(("plain",))
-        html_part = parsed.get_body(("html",))
         received = ReceivedEmail(
-            message_id=str(parsed.get("Message-ID", "")),
-            sender=str(envelope.mail_from),
-            recipients=list(envelope.rcpt_tos),
-            subject=str(parsed.get("Subject", "")),
-            text=text_part.get_content() if text_part is not None else None,
-            html=html_part.get_content() if html_part is not None else None,
-            raw=raw,
+            str(envelope.mail_from), list(envelope.rcpt_tos), envelope.original_content or b""
         )
         with self.server.lock:
             self.server._received.append(received)
