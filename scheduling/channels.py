@@ -19,12 +19,12 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.validators import validate_email
-from twilio.base.exceptions import (  # type: ignore[import-untyped]
+from twilio.base.exceptions import (
     TwilioException,
     TwilioRestException,
 )
-from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-untyped]
-from twilio.rest import Client  # type: ignore[import-untyped]
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
 
 logger = logging.getLogger(__name__)
 
