@@ -187,3 +187,13 @@ def sms_provider(settings: Any) -> Iterator[Any]:
         for name, value in channel_settings(None, stub).items():
             setattr(settings, name, value)
         yield stub
+
+
+@pytest.fixture(autouse=True)
+def _fresh_protocol_words() -> Iterator[None]:
+    """Senders keep an active protocol version's words for the life of the process (it never
+    changes); a test that edits one behind the model's back must not leave them to the next."""
+    yield
+    from scheduling import messages
+
+    messages._FACTS.clear()
