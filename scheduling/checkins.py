@@ -26,7 +26,7 @@ Outcome = CheckInOutcome.Outcome
 
 def concern_key(session: ScheduledSession, outcome_id: int, user_id: int) -> str:
     """The idempotency key of a concern's escalation to one coordinator."""
-    return f"{session.uid}/escalation/concern-{outcome_id}/u{user_id}"
+    return f"{session.uid}{Reminder.CONCERN_MARK}{outcome_id}/u{user_id}"
 
 
 def _fail(name: str, message: str) -> SchedulingError:
@@ -127,5 +127,5 @@ def _escalate_concern(session: ScheduledSession, row: CheckInOutcome, now: Any) 
 
 def escalations_of(row: CheckInOutcome) -> list[Reminder]:
     """The escalation emails a concern wrote (none for another outcome)."""
-    prefix = f"{row.session.uid}/escalation/concern-{row.pk}/"
+    prefix = f"{row.session.uid}{Reminder.CONCERN_MARK}{row.pk}/"
     return list(Reminder.objects.filter(idempotency_key__startswith=prefix).order_by("staff_id"))

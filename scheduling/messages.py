@@ -234,12 +234,11 @@ def _escalation_context(reminder: Reminder) -> dict[str, Any]:
 
 def _concern_of(reminder: Reminder) -> CheckInOutcome | None:
     """The concern an escalation row was made for (key: ``.../escalation/concern-<id>/u<n>``)."""
-    match = re.search(r"/escalation/concern-([0-9]+)/", reminder.idempotency_key)
-    if match is None:
+    if reminder.concern_id is None:
         return None
     return (
         CheckInOutcome.objects.select_related("recorded_by")
-        .filter(pk=int(match.group(1)), session_id=reminder.session_id)
+        .filter(pk=reminder.concern_id, session_id=reminder.session_id)
         .first()
     )
 
@@ -541,7 +540,7 @@ def _escalation_hold(reminder: Reminder, now: datetime) -> Hold | None:
     been reached (or a concern already told the coordinators)."""
     if _concern_of(reminder) is not None:
         return None
-    if "/escalation/concern-" in reminder.idempotency_key:
+    if reminder.concern_id is not None:
         return _skip("The concern this escalation was about is no longer on record.")
     session, site = reminder.session, reminder.site
     if session.superseded or session.status == ScheduledSession.Status.CANCELLED:

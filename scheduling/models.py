@@ -567,6 +567,17 @@ class Reminder(models.Model):
     def is_open(self) -> bool:
         return self.status in (self.Status.PENDING, self.Status.SENDING)
 
+    #: the key of an escalation a recorded concern wrote:
+    #: f"{session uid}{CONCERN_MARK}{outcome id}/u{user id}" (scheduling.checkins)
+    CONCERN_MARK = "/escalation/concern-"
+
+    @property
+    def concern_id(self) -> int | None:
+        """The recorded concern this row escalates, if it is such a row."""
+        _, mark, rest = self.idempotency_key.partition(self.CONCERN_MARK)
+        number = rest.split("/", 1)[0]
+        return int(number) if mark and number.isdigit() else None
+
 
 class CheckInOutcome(models.Model):
     """What a phone check-in came to, as the therapist recorded it. Several per check-in are

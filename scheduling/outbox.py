@@ -43,8 +43,6 @@ BOOKED_ROLES = {
 
 ESCALATION_MESSAGE = "checkin_escalation"
 MOVED_MESSAGE = "moved"
-#: in the key of a concern's escalation (scheduling.checkins.concern_key)
-CONCERN_MARK = "/escalation/concern-"
 
 
 def _stamp(moment: datetime) -> str:
@@ -147,7 +145,7 @@ def reminders_sync(
                 update.append(kept)
         for key, old in have.items():
             # a concern's emails are the check-in service's, not planned here: they always go
-            if key not in wanted and old.is_open and CONCERN_MARK not in key:
+            if key not in wanted and old.is_open and Reminder.CONCERN_MARK not in key:
                 old.status = Reminder.Status.CANCELLED
                 old.reason = _why_not_wanted(session, old)
                 old.claim, old.lease_until = None, None
