@@ -120,15 +120,7 @@ def reminder_deliver(*, reminder_id: int, claim: UUID, now: datetime | None = No
                 reminder.attempts -= 1  # waiting for the quiet hours to end is not a try
             _record(reminder, hold.status, hold.reason, due_at=hold.due_at)
             return
-        address = _address(reminder)
-        if not address:
-            what = "phone number" if reminder.channel == Reminder.Channel.SMS else "email address"
-            _record(
-                reminder,
-                Status.SKIPPED,
-                f"No {what} on record: add one to get reminders this way.",
-            )
-            return
+        address = _address(reminder)  # hold_reason has skipped a recipient without one
         try:
             rendered = messages.render(reminder)
         except messages.Indiscreet as problem:  # it would name what it must not: never sent

@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import parse_qs
 
 from aiosmtpd.controller import Controller
@@ -108,7 +108,35 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-class SmtpServer:
+T = TypeVar("T")
+
+
+class _Inbox(Generic[T]):
+    """What a stand-in server received, read from the tests' thread while it keeps arriving on
+    the server's."""
+
+    lock: threading.Lock
+    _received: list[T]
+
+    @property
+    def received(self) -> list[T]:
+        with self.lock:
+            return list(self._received)
+
+    @property
+    def count(self) -> int:
+        with self.lock:
+            return len(self._received)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[T]:
+        """Messages once at least ``count`` have arrived (a worker sends them meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while self.count < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.received
+
+
+class SmtpServer(_Inbox[ReceivedEmail]):
     """An SMTP server on 127.0.0.1 that keeps what it accepts. Modes: ``refuse_next(n)``
     answers 451 to the next n messages; ``refuse_recipient(address)`` answers 550 to that
     address for good."""
@@ -160,23 +188,6 @@ class SmtpServer:
             self.refused_recipients.clear()
             self.temporary_refusals_left = 0
             self.refusals = 0
-
-    @property
-    def received(self) -> list[ReceivedEmail]:
-        with self.lock:
-            return list(self._received)
-
-    @property
-    def count(self) -> int:
-        with self.lock:
-            return len(self._received)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedEmail]:
-        """Messages once at least ``count`` have arrived (a worker sends them meanwhile)."""
-        deadline = time.monotonic() + timeout
-        while self.count < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.received
 
 
 # --- the SMS provider ----------------------------------------------------------------------
@@ -273,7 +284,7 @@ class _StubHttpServer(ThreadingHTTPServer):
         pass  # a client that hung up on a slow answer is expected
 
 
-class SmsProviderStub:
+class SmsProviderStub(_Inbox[ReceivedSms]):
     """Enough of Twilio's Messages API on 127.0.0.1 (POST /2010-04-01/Accounts/{sid}/
     Messages.json). Modes: ``refuse_number(to, code)`` answers 400 with that Twilio code;
     ``fail_next(n, status=503)``; ``slow_next(n, seconds)`` answers late (and still accepts,
@@ -357,22 +368,6 @@ class SmsProviderStub:
     def _record(self, sms: ReceivedSms) -> None:
         with self.lock:
             self._received.append(sms)
-
-    @property
-    def received(self) -> list[ReceivedSms]:
-        with self.lock:
-            return list(self._received)
-
-    @property
-    def count(self) -> int:
-        with self.lock:
-            return len(self._received)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedSms]:
-        deadline = time.monotonic() + timeout
-        while self.count < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.received
 
 
 def channel_settings(smtp: SmtpServer | None, sms: SmsProviderStub | None) -> dict[str, Any]:
