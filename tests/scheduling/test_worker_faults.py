@@ -51,6 +51,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LEASE_SECONDS = 5
+WORKER_PROCESSES = 2  # prefork pool of the worker these tests start
 
 
 def database_url() -> str:
@@ -97,7 +98,7 @@ class Celery:
         self.logs.append(log)
         return process
 
-    def worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    def worker(self, concurrency: int = WORKER_PROCESSES) -> subprocess.Popen[bytes]:
         """A worker as production runs it (prefork), answering a ping before this returns."""
         prefix = f"faults-{uuid.uuid4().hex[:8]}"
         process = self._start(
@@ -207,7 +208,9 @@ def test_worker_killed_mid_batch_every_reminder_arrives_none_twice(
     ids = Counter(message.message_id for message in smtp.received)
     assert set(ids) == expected_ids(rows)  # every one, each with its own stable Message-ID
     copies = sum(ids.values()) - len(ids)
-    assert copies <= 1, f"{copies} raw copies after one kill: {ids.most_common(3)}"
+    # at least once: each pool process may die between the server's "250" and its commit, so
+    # one kill may leave one raw copy (same Message-ID) per process sending at that instant
+    assert copies <= WORKER_PROCESSES, f"{copies} raw copies after one kill: {ids.most_common(3)}"
 
 
 def test_redis_flushed_while_tasks_are_queued_every_reminder_arrives_none_twice(
