@@ -191,6 +191,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # a worker may start before Redis answers
+# A worker process keeps its database connection from task to task, as a web process does from
+# request to request: before each task it is closed if it broke or is older than CONN_MAX_AGE
+# (config/celery.py). Celery's Django fixup would otherwise close it after every task (unless
+# this many tasks have not yet passed): a new PostgreSQL connection per reminder cost more than
+# the reminder itself (bench/reminders.py).
+CELERY_DB_REUSE_MAX = 1_000_000
 
 # --- reminders: the sweep and delivery (scheduling/dispatch.py, scheduling/tasks.py) -------
 REMINDER_SWEEP_SECONDS = env.count("REMINDER_SWEEP_SECONDS", 60, maximum=3600)

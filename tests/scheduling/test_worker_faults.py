@@ -357,3 +357,53 @@ def test_worker_killed_during_the_sms_call_the_text_is_not_repeated(
     row.refresh_from_db()
     assert row.reason == dispatch.SMS_OUTCOME_UNKNOWN
     assert row.attempts == 2
+
+
+def worker_connections() -> dict[int, Any]:
+    """The worker's connections to the test database: backend pid -> when it was opened."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, backend_start FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return dict(cursor.fetchall())
+
+
+def test_the_worker_keeps_its_database_connections_from_task_to_task(
+    recipient: Any, smtp: SmtpServer, celery: Celery, settings: Any
+) -> None:
+    """Celery closes a task's database connection after every task unless told otherwise: a
+    new PostgreSQL connection per reminder, costlier than the reminder (bench/reminders.py).
+    The worker keeps them, as a web process does between requests (CONN_MAX_AGE)."""
+    settings.REMINDER_LEASE_SECONDS = LEASE_SECONDS  # the sweeps below run in this process
+    participant, session = recipient
+    celery.worker()
+    assert worker_connections() == {}
+
+    first = add_reminders(participant, session, [timezone.now()] * 20, tag="first")
+    assert tasks.sweep_reminders() == 20
+    wait_until(all_sent(first), 30, "the first 20 are sent", celery)
+    kept = worker_connections()
+    assert 1 <= len(kept) <= WORKER_PROCESSES, kept  # one per pool process that sent
+
+    second = add_reminders(participant, session, [timezone.now()] * 20, tag="second")
+    assert tasks.sweep_reminders() == 20
+    wait_until(all_sent(second), 30, "the second 20 are sent", celery)
+    after = worker_connections()
+    assert set(kept.items()) <= set(after.items()), (kept, after)  # the same, not reopened
+    assert len(after) <= WORKER_PROCESSES
+
+    # the database drops them (a restart, a failover): the worker notices and connects again;
+    # a send that found its connection gone is claimed again after its lease
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [list(after)]
+        )
+    third = add_reminders(participant, session, [timezone.now()] * 20, tag="third")
+    assert tasks.sweep_reminders() == 20
+    celery.beat()  # its sweeps claim again what a lost connection left "sending"
+    wait_until(all_sent(third), 60, "the third 20 are sent", celery)
+    assert not set(worker_connections()) & set(after)  # new connections
+    ids = Counter(message.message_id for message in smtp.received)
+    assert set(ids) == expected_ids(first + second + third)
+    assert sum(ids.values()) == 60, ids.most_common(3)
