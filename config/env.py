@@ -17,6 +17,7 @@ KNOWN: dict[str, str] = {
     "DEBUG": "development mode: detailed error pages, a development SECRET_KEY",
     "SECRET_KEY": "Django's signing key; required unless DEBUG is on",
     "DATABASE_URL": "postgres://user@host:5432/name or sqlite:///path (default: SQLite in var/)",
+    "DATABASE_PREPARED_STATEMENTS": "on/off: prepared statements on PostgreSQL (default on)",
     "REDIS_URL": "Redis address for Celery's broker (default: redis://127.0.0.1:6379/0)",
     "ALLOWED_HOSTS": "comma-separated host names the site answers to",
     "CSRF_TRUSTED_ORIGINS": "comma-separated origins trusted for unsafe requests (https://host)",

@@ -155,6 +155,13 @@ if _database["ENGINE"] not in (
     )
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     Path(str(_database["NAME"])).parent.mkdir(parents=True, exist_ok=True)
+elif env.flag("DATABASE_PREPARED_STATEMENTS", True):
+    # Server-side prepared statements, for the few statements that ask for one (the reminder
+    # send path, scheduling/dispatch.py: planning its join costs more than running it). Django's
+    # own queries bind their values client-side and are never prepared; the threshold keeps
+    # psycopg from preparing anything else on its own. Off for a connection pooler in
+    # transaction mode that cannot keep prepared statements.
+    _database.setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

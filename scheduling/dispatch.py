@@ -32,24 +32,29 @@ failed; permanent errors fail it at once, with the channel's words.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import smtplib
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
+import psycopg
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Field, Model, Q
 from django.utils import timezone
 
 from scheduling import channels, messages
 from scheduling.channels import Outgoing, TransportError
-from scheduling.models import Reminder
+from scheduling.models import Course, Participant, Reminder, ScheduledSession, Site
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +127,7 @@ def reminder_deliver(*, reminder_id: int, claim: UUID, now: datetime | None = No
             return
         address = _address(reminder)  # hold_reason has skipped a recipient without one
         try:
-            rendered = messages.render(reminder)
+            rendered = messages.render(reminder, messages.CHANNEL_PARTS[reminder.channel])
         except messages.Indiscreet as problem:  # it would name what it must not: never sent
             _record(reminder, Status.FAILED, str(problem))
             return
@@ -158,7 +163,7 @@ def reminder_deliver(*, reminder_id: int, claim: UUID, now: datetime | None = No
         # SMS, at most once: commit the attempt first, then call the provider without the lock
         # (a provider that hangs must not hold the row), then record what it answered.
         reminder.reason = SMS_ATTEMPT_STARTED
-        reminder.save(update_fields=["reason", "updated_at"])
+        _save_fields(reminder, ["reason", "updated_at"])
     _deliver_sms(reminder_id, claim, address, rendered.sms, now)
 
 
@@ -235,14 +240,87 @@ def _send_email(outgoing: Outgoing) -> str:
 
 
 def _locked(reminder_id: int) -> Reminder | None:
-    try:
-        return (
-            Reminder.objects.select_for_update(of=("self",))
-            .select_related("site", "session__course", "participant", "staff")
-            .get(pk=reminder_id)
-        )
-    except Reminder.DoesNotExist:
+    """The row, locked until the transaction ends, with its site, session, course and
+    recipient: what the send-time check and the message read, in one statement.
+
+    The send path runs once per reminder and every millisecond of it is multiplied by the
+    batch, so the statement is written out once per process from the models' own metadata
+    (:func:`_lock_statement`) instead of being compiled by the ORM on every send, which cost
+    more than the rest of the send together (bench/reminders.py). The objects it returns are
+    the models' own instances (``Model.from_db``), with their related objects attached as
+    ``select_related`` would attach them."""
+    sql, parts = _lock_statement(connection.ops.quote_name)
+    row = _execute(sql, [reminder_id], fetch=True)
+    if row is None:
         return None
+    found: dict[str, Any] = {}
+    for name, model, attnames, start in parts:
+        values = row[start : start + len(attnames)]
+        # a LEFT JOIN that found nothing (a staff row has no participant): no object
+        found[name] = (
+            None if values[0] is None else model.from_db(connection.alias, attnames, values)
+        )
+    reminder, session = found["reminder"], found["session"]
+    session.course = found["course"]
+    reminder.site, reminder.session = found["site"], session
+    reminder.participant, reminder.staff = found["participant"], found["staff"]
+    assert isinstance(reminder, Reminder)
+    return reminder
+
+
+#: (name, model, attribute names of its columns, where they start in the row)
+_Part = tuple[str, type[Model], list[str], int]
+
+
+@functools.cache
+def _lock_statement(quote: Callable[[str], str]) -> tuple[str, list[_Part]]:
+    """The locking read's SQL and, per model, where its columns are in the row: every
+    concrete field of each model, in the models' field order, as ``from_db`` takes them."""
+
+    def column(model: type[Model], name: str) -> str:
+        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        assert isinstance(field, Field)
+        return quote(field.column)
+
+    joins: list[tuple[str, type[Model], str, str]] = [  # (name, model, alias, how it joins)
+        ("reminder", Reminder, "r", ""),
+        ("site", Site, "s", f"JOIN {{}} s ON s.{{}} = r.{column(Reminder, 'site')}"),
+        (
+            "session",
+            ScheduledSession,
+            "ss",
+            f"JOIN {{}} ss ON ss.{{}} = r.{column(Reminder, 'session')}",
+        ),
+        ("course", Course, "c", f"JOIN {{}} c ON c.{{}} = ss.{column(ScheduledSession, 'course')}"),
+        (
+            "participant",
+            Participant,
+            "p",
+            f"LEFT JOIN {{}} p ON p.{{}} = r.{column(Reminder, 'participant')}",
+        ),
+        (
+            "staff",
+            get_user_model(),
+            "u",
+            f"LEFT JOIN {{}} u ON u.{{}} = r.{column(Reminder, 'staff')}",
+        ),
+    ]
+    columns: list[str] = []
+    parts: list[_Part] = []
+    clauses = [f"FROM {quote(Reminder._meta.db_table)} r"]
+    for name, model, alias, join in joins:
+        fields = model._meta.concrete_fields
+        # the primary key first: a LEFT JOIN's is NULL when it found nothing
+        assert fields[0].primary_key, model
+        parts.append((name, model, [field.attname for field in fields], len(columns)))
+        columns += [f"{alias}.{quote(field.column)}" for field in fields]
+        if join:
+            clauses.append(join.format(quote(model._meta.db_table), column(model, "pk")))
+    lock = " FOR UPDATE OF r" if connection.features.has_select_for_update_of else ""
+    where = f" WHERE r.{column(Reminder, 'pk')} = %s"
+    # identifiers from the models, quoted; the one value is a parameter
+    sql = f"SELECT {', '.join(columns)} {' '.join(clauses)}{where}{lock}"
+    return sql, parts
 
 
 def _address(reminder: Reminder) -> str:
@@ -274,7 +352,65 @@ def _record(
     if sent is not None:
         reminder.provider_id, reminder.sent_at = sent
         fields += ["provider_id", "sent_at"]
-    reminder.save(update_fields=fields)
+    _save_fields(reminder, fields)
+
+
+def _save_fields(reminder: Reminder, names: list[str]) -> None:
+    """``reminder.save(update_fields=names)``, by a statement written once per set of fields
+    (see :func:`_locked` for why). The fields' own ``pre_save`` (``auto_now`` stamps
+    ``updated_at``) and ``get_db_prep_save`` give the values, as ``save`` would; the outbox
+    has no signal receivers and no history to miss."""
+    fields = [Reminder._meta.get_field(name) for name in names]
+    values = [
+        field.get_db_prep_save(field.pre_save(reminder, False), connection)
+        for field in fields
+        if isinstance(field, Field)
+    ]
+    _execute(_update_statement(tuple(names), connection.ops.quote_name), [*values, reminder.pk])
+
+
+def _execute(sql: str, params: list[Any], *, fetch: bool = False) -> tuple[Any, ...] | None:
+    """Run one of the send path's statements through Django's cursor (its error translation,
+    its query log and execute wrappers); on PostgreSQL as a prepared statement, planned once
+    per connection (DATABASE_PREPARED_STATEMENTS)."""
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            raw = _PreparedCursor(connection.connection)
+        # (the stubs say these take Django's wrapper; they take the driver's cursor and wrap it)
+        wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+        cursor = wrap(raw)  # type: ignore[arg-type]
+    else:
+        cursor = connection.cursor()
+    with cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() if fetch else None
+
+
+class _PreparedCursor(psycopg.Cursor[Any]):
+    """A psycopg cursor with server-side parameters whose statements are prepared (when the
+    connection's prepare_threshold allows any: psycopg ignores the request otherwise)."""
+
+    def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Any:
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+@functools.cache
+def _update_statement(names: tuple[str, ...], quote: Callable[[str], str]) -> str:
+    fields = [*map(Reminder._meta.get_field, names), Reminder._meta.pk]
+    columns = [quote(field.column) for field in fields if isinstance(field, Field)]
+    assert len(columns) == len(names) + 1, names
+    *assigned, pk = columns
+    assignments = ", ".join(f"{column} = %s" for column in assigned)
+    # identifiers from the models, quoted; every value is a parameter
+    return f"UPDATE {quote(Reminder._meta.db_table)} SET {assignments} WHERE {pk} = %s"  # noqa: S608
 
 
 def _record_sent(reminder: Reminder, provider_id: str, now: datetime) -> None:

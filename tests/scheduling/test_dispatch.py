@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from scheduling import dispatch, messages, tasks
@@ -558,3 +558,76 @@ def test_a_send_reads_its_row_once_and_writes_it_once(
         reminder_deliver(reminder_id=second, claim=claim, now=now)
     assert Reminder.objects.filter(pk__in=[first, second], status="sent").count() == 2
     assert smtp_server.wait_for(2) and len({m.message_id for m in smtp_server.received}) == 2
+
+
+def _values(instance: Any) -> list[Any]:
+    return [getattr(instance, field.attname) for field in instance._meta.concrete_fields]
+
+
+@pytest.mark.django_db
+def test_the_send_paths_locking_read_is_what_the_orm_reads(
+    recipient: Any, therapist_a: Any, django_assert_num_queries: Any
+) -> None:
+    """The send path reads its row with a statement written from the models' metadata instead
+    of the ORM's (dispatch._locked): every column of the row and of what it joins, attached as
+    select_related would attach them, for a participant's row and for a staff member's."""
+    participant, session = recipient
+    now = timezone.now()
+    (for_participant,) = add_reminders(participant, session, [now])
+    for_staff = Reminder.objects.create(
+        site=participant.site,
+        session=session,
+        staff=therapist_a,
+        message="checkin_call",
+        rule_key="staff",
+        channel="email",
+        due_at=now,
+        session_start=session.start,
+        idempotency_key=f"{session.uid}/staff/u{therapist_a.pk}/email/x",
+    )
+    for row in (for_participant, for_staff):
+        expected = Reminder.objects.select_related(
+            "site", "session__course", "participant", "staff"
+        ).get(pk=row.pk)
+        with transaction.atomic(), django_assert_num_queries(1):
+            found = dispatch._locked(row.pk)
+            assert found is not None
+            assert _values(found) == _values(expected)
+            assert _values(found.site) == _values(expected.site)
+            assert _values(found.session) == _values(expected.session)
+            assert _values(found.session.course) == _values(expected.session.course)
+            for recipient_field in ("participant", "staff"):
+                mine, theirs = (
+                    getattr(found, recipient_field),
+                    getattr(expected, recipient_field),
+                )
+                assert (mine and _values(mine)) == (theirs and _values(theirs))
+        assert found._state.db == "default" and not found._state.adding
+    with transaction.atomic():
+        assert dispatch._locked(max(for_participant.pk, for_staff.pk) + 1) is None
+
+
+@pytest.mark.django_db
+def test_the_send_paths_write_is_what_save_would_write(recipient: Any) -> None:
+    participant, session = recipient
+    now = timezone.now()
+    (row,) = add_reminders(participant, session, [now])
+    before = Reminder.objects.get(pk=row.pk)
+    with transaction.atomic():
+        locked = dispatch._locked(row.pk)
+        assert locked is not None
+        dispatch._record(locked, "sent", "", sent=("<id@example.org>", now))
+
+    after = Reminder.objects.get(pk=row.pk)
+    assert (after.status, after.reason, after.provider_id) == ("sent", "", "<id@example.org>")
+    assert after.sent_at == now and after.lease_until is None
+    assert after.updated_at > before.updated_at  # auto_now, as save() stamps it
+    untouched = [
+        f.attname
+        for f in Reminder._meta.concrete_fields
+        if f.attname
+        not in {"status", "reason", "provider_id", "sent_at", "lease_until", "updated_at"}
+    ]
+    assert [getattr(after, name) for name in untouched] == [
+        getattr(before, name) for name in untouched
+    ]
