@@ -43,16 +43,19 @@ def free_port() -> int:
 
 
 class ReceivedEmail:
-    """One accepted message. Only its envelope and Message-ID are read on arrival (as a mail
-    server does); the body is parsed when a test asks for it, so counting thousands of
-    messages (bench/reminders.py) costs the server next to nothing."""
+    """One accepted message: its envelope and its bytes. Headers and body are parsed when a
+    test asks for them, so that receiving thousands of messages (bench/reminders.py) costs
+    the server, which shares the machine with the worker it measures, next to nothing."""
 
     def __init__(self, sender: str, recipients: list[str], raw: bytes) -> None:
         self.sender = sender
         self.recipients = recipients
         self.raw = raw
-        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
-        self.message_id = str(headers.get("Message-ID", "")).strip()
+
+    @functools.cached_property
+    def message_id(self) -> str:
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(self.raw)
+        return str(headers.get("Message-ID", "")).strip()
 
     @functools.cached_property
     def _parsed(self) -> Any:
