@@ -361,6 +361,9 @@ class ScheduledSession(models.Model):
     #: calendar identity: never regenerated; SEQUENCE goes up on every change
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     sequence = models.PositiveIntegerField(default=0)
+    #: when the row last changed: a calendar's DTSTAMP and LAST-MODIFIED, and a feed's
+    #: Last-Modified (scheduling/ical.py, scheduling/feeds.py)
+    modified_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
 
     class Meta:
