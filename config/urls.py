@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from config import two_factor, views
 from config.auth_api import TokenApi
 from protocol import api as protocol_api
-from scheduling import api, reminder_views
+from scheduling import api, export_api, export_views, reminder_views
 from scheduling import protocol_pages as protocol_views
 from scheduling import views as scheduling_views
 
@@ -97,6 +97,16 @@ api_patterns = [
         name="participant-withdraw",
     ),
     path("courses/<id:pk>/end/", api.CourseEndApi.as_view(), name="course-end"),
+    path(
+        "sites/<id:pk>/sessions-export/",
+        export_api.SiteSessionsExportApi.as_view(),
+        name="site-sessions-export",
+    ),
+    path(
+        "participants/<id:pk>/planned-vs-actual/",
+        export_api.ParticipantPlannedVsActualApi.as_view(),
+        name="participant-planned-vs-actual",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # the split view serves its start-up script as a file: no inline script under the CSP
     path(
@@ -125,6 +135,17 @@ urlpatterns = [
         "participants/<id:pk>/reminder-settings/",
         reminder_views.participant_reminder_settings,
         name="participant-reminder-settings",
+    ),
+    path(
+        "participants/<id:pk>/planned-vs-actual/",
+        export_views.participant_planned_vs_actual,
+        name="participant-planned-vs-actual",
+    ),
+    path("exports/", export_views.exports_page, name="exports"),
+    path(
+        "exports/sites/<id:pk>/sessions/",
+        export_views.site_sessions_export,
+        name="site-sessions-export",
     ),
     path("hooks/sms/", reminder_views.sms_inbound, name="hook-sms"),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),

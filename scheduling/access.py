@@ -78,6 +78,7 @@ class Action(StrEnum):
     END = "end"  # withdraw a participant, end a course early
     IMPORT = "import"  # new protocol versions: import, draft, activate, retire
     RECORD_CHECKIN = "record check-in"  # the outcome of a phone check-in
+    EXPORT = "export"  # CSV files: a site's sessions, a participant's planned versus actual
 
 
 # one letter per scope keeps the table below readable as a table
@@ -103,7 +104,12 @@ _SETUP_CHANGE = _row(S, S, X, X, X)
 
 #: object kind -> action -> role -> scope. The README prints this table.
 RULES: dict[type[Model], dict[Action, dict[str, Scope]]] = {
-    Site: {Action.VIEW: _row(S, S, S, S, S), Action.CHANGE: _SETUP_CHANGE},
+    # export: the site's sessions as CSV, for those who run the site
+    Site: {
+        Action.VIEW: _row(S, S, S, S, S),
+        Action.CHANGE: _SETUP_CHANGE,
+        Action.EXPORT: _row(S, S, X, X, X),
+    },
     Room: {Action.VIEW: _SETUP_VIEW, Action.CHANGE: _SETUP_CHANGE, Action.ADD: _SETUP_CHANGE},
     OpeningHours: {
         Action.VIEW: _SETUP_VIEW,
@@ -132,6 +138,9 @@ RULES: dict[type[Model], dict[Action, dict[str, Scope]]] = {
         Action.CHANGE: _row(S, S, X, X, X),  # contact details
         Action.ENROL: _row(S, S, X, X, X),
         Action.END: _row(S, S, X, X, X),
+        # planned versus actual lists every session of the course: for those who see the
+        # whole course (not a night attendant, who sees only their nights)
+        Action.EXPORT: _row(S, S, T, X, X),
     },
     Course: {Action.VIEW: _row(S, S, T, X, N), Action.END: _row(S, S, X, X, X)},
     ScheduledSession: {

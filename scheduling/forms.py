@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django import forms
 from django.utils import timezone
 
+from protocol.spec import Kind
+from scheduling.exports import MAX_RANGE_DAYS
+from scheduling.messages import STAFF_WHAT
 from scheduling.models import CheckInOutcome, Participant, ScheduledSession
 from scheduling.planning import local_start
 
@@ -36,6 +39,7 @@ __all__ = [
     "EnrolForm",
     "RebookForm",
     "RescheduleForm",
+    "SiteSessionsExportForm",
     "StatusForm",
     "plausible_date",
 ]
@@ -275,3 +279,108 @@ class EnrolForm(forms.Form):
         if self.cleaned_data.get("reminder_consent") and channel in ("email", "sms"):
             found[f"{channel}_consent_at"] = timezone.now()  # given at enrolment, today
         return found
+
+
+class SiteSessionsExportForm(forms.Form):
+    """A site's sessions as CSV: a range of the site's local dates (a year at most) and
+    optional filters. The same form checks the page's and the API's query parameters, so both
+    give the same answer; the site is chosen (or refused with a 404) before it is read."""
+
+    error_messages = {
+        "reversed": "The last day is before the first: choose a last day on or after %(first)s.",
+        "too_long": "Choose at most %(days)d days (this range has %(given)d): export a long "
+        "period year by year.",
+    }
+
+    kind = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any kind"), *((k.value, STAFF_WHAT[k]) for k in Kind)],
+        label="Kind",
+    )
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any status"), *ScheduledSession.Status.choices],
+        label="Status",
+    )
+    room = forms.ChoiceField(
+        required=False,
+        label="Room",
+        error_messages={
+            "invalid_choice": "No room %(value)s at this site: choose one of its rooms, or "
+            "leave the room out."
+        },
+    )
+    therapist = forms.ChoiceField(
+        required=False,
+        label="Therapist or staff member",
+        error_messages={
+            "invalid_choice": "No staff member %(value)s works at this site: choose one of "
+            "its staff, or leave it out."
+        },
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        rooms: list[tuple[str, str]],
+        staff: list[tuple[str, str]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # "from" is a Python keyword: the two dates cannot be class attributes
+        self.fields["from"] = forms.DateField(
+            label="First day",
+            widget=forms.DateInput(attrs={"type": "date"}),
+            validators=[plausible_date],
+            help_text="The site's local date.",
+        )
+        self.fields["to"] = forms.DateField(
+            label="Last day",
+            widget=forms.DateInput(attrs={"type": "date"}),
+            validators=[plausible_date],
+            help_text=f"Included; at most {MAX_RANGE_DAYS} days after the first.",
+        )
+        self.order_fields(["from", "to", "kind", "status", "room", "therapist"])
+        for name, choices in (
+            ("room", [("", "Any room"), *rooms]),
+            ("therapist", [("", "Anyone"), *staff]),
+        ):
+            field = self.fields[name]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = choices
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        first, last = data.get("from"), data.get("to")
+        if first is not None and last is not None:
+            if last < first:
+                self.add_error(
+                    "to",
+                    forms.ValidationError(
+                        self.error_messages["reversed"],
+                        code="reversed",
+                        params={"first": first.isoformat()},
+                    ),
+                )
+            elif last - first >= timedelta(days=MAX_RANGE_DAYS):
+                self.add_error(
+                    "to",
+                    forms.ValidationError(
+                        self.error_messages["too_long"],
+                        code="too_long",
+                        params={"days": MAX_RANGE_DAYS, "given": (last - first).days + 1},
+                    ),
+                )
+        return data
+
+    def filters(self) -> dict[str, Any]:
+        """The selector's keyword arguments (call after is_valid())."""
+        data = self.cleaned_data
+        return {
+            "first": data["from"],
+            "last": data["to"],
+            "kind": data.get("kind") or "",
+            "status": data.get("status") or "",
+            "room": int(data["room"]) if data.get("room") else None,
+            "therapist": int(data["therapist"]) if data.get("therapist") else None,
+        }

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -30,11 +30,13 @@ from django.db.models.functions import TruncDate
 
 from protocol.selectors import protocol_spec
 from protocol.spec import ProtocolSpec, latest_offset
-from scheduling import access, clock, site_grid
+from scheduling import access, clock, exports, site_grid
 from scheduling.clock import display_name, dyad_label
+from scheduling.messages import STAFF_WHAT
 from scheduling.models import (
     CheckInOutcome,
     Course,
+    Deviation,
     Dyad,
     OpeningHours,
     Participant,
@@ -921,3 +923,174 @@ def participant_schedule(user: AnyUser, pk: int, now: datetime) -> tuple[Partici
         found = templates.get((s.course.protocol_version_id, s.template_key), ("", ""))
         s.preparation, s.room_need = found  # type: ignore[attr-defined]
     return participant, sessions
+
+
+# --- CSV exports (scheduling/exports.py writes them) -----------------------------------------
+
+
+def export_sites(user: AnyUser) -> QuerySet[Site]:
+    """The sites whose sessions the user may export (coordinators and administrators)."""
+    return access.scope(Site.objects.all(), user, access.Action.EXPORT).order_by("name")
+
+
+def export_filter_choices(site: Site) -> dict[str, list[tuple[str, str]]]:
+    """What a site export may be narrowed to: the site's rooms and the staff who can be booked
+    on its sessions (therapists, remote assessors, night attendants), as (id, label)."""
+    rooms = Room.objects.filter(site=site).order_by("kind", "name", "pk")
+    people = (
+        StaffProfile.objects.filter(
+            sites=site,
+            role__in=[
+                StaffProfile.Role.THERAPIST,
+                StaffProfile.Role.ASSESSOR,
+                StaffProfile.Role.NIGHT_ATTENDANT,
+            ],
+        )
+        .select_related("user")
+        .order_by("role", "user__username")
+    )
+    return {
+        "rooms": [(str(r.pk), r.name) for r in rooms],
+        "staff": [(str(p.user_id), display_name(p.user)) for p in people],
+    }
+
+
+def _export_rows(sessions: QuerySet[ScheduledSession]) -> QuerySet[ScheduledSession]:
+    held = StaffBooking.objects.filter(active=True).select_related("user").order_by("user_id")
+    return sessions.select_related(
+        "course__participant__site", "course__partner", "room"
+    ).prefetch_related(
+        Prefetch("staff", queryset=held, to_attr="active_staff"),
+        Prefetch("deviations", queryset=Deviation.objects.order_by("created_at", "pk")),
+    )
+
+
+def _export_line(session: ScheduledSession, **extra: Any) -> exports.SessionLine:
+    course = session.course
+    partner = course.partner.code if course.partner else None
+    return exports.SessionLine(
+        codes=couple_codes(course.participant.code, partner),
+        key=session.key,
+        what=STAFF_WHAT.get(session.kind, "session"),
+        status=session.status,
+        window_start=session.window_start,
+        window_end=session.window_end,
+        start=session.start,
+        end=session.end,
+        zone=course.participant.site.timezone,
+        room=session.room.name if session.room else "",
+        staff=tuple(display_name(b.user) for b in getattr(session, "active_staff", [])),
+        deviations=tuple((d.get_kind_display(), d.reason) for d in session.deviations.all()),
+        rebooked=session.superseded,
+        sequence=session.sequence,
+        **extra,
+    )
+
+
+def site_sessions_export(
+    user: AnyUser,
+    site: Site,
+    *,
+    first: date,
+    last: date,
+    kind: str = "",
+    status: str = "",
+    room: int | None = None,
+    therapist: int | None = None,
+) -> Iterator[exports.SessionLine]:
+    """The sessions of ``site`` that the user may see, starting on local dates ``first`` to
+    ``last`` (inclusive), narrowed by the filters given, in start order. Read in chunks
+    (``iterator``), each with its staff and deviations, so a long range streams."""
+    begin, end = day_bounds(site, first, (last - first).days + 1)
+    sessions = scoped(ScheduledSession.objects.all(), user).filter(
+        course__participant__site=site, start__gte=begin, start__lt=end
+    )
+    if kind:
+        sessions = sessions.filter(kind=kind)
+    if status:
+        sessions = sessions.filter(status=status)
+    if room is not None:
+        sessions = sessions.filter(room_id=room)
+    if therapist is not None:
+        booked = StaffBooking.objects.filter(user_id=therapist, active=True)
+        sessions = sessions.filter(pk__in=booked.values("session_id"))
+    rows = _export_rows(sessions).order_by("start", "key", "pk")
+    for session in rows.iterator(chunk_size=500):
+        yield _export_line(session)
+
+
+def planned_vs_actual(user: AnyUser, participant: Participant) -> list[exports.SessionLine]:
+    """One line per protocol session of each course of the participant that the user may see,
+    in protocol order: the current session of that key (held, cancelled, missed or still
+    ahead), or a 'not booked' line where the course has none; earlier attempts (rebooked
+    cancelled or missed sessions) are counted and their deviations kept."""
+    from protocol.models import SessionTemplate
+
+    courses = list(
+        scoped(Course.objects.all(), user)
+        .filter(Q(participant=participant) | Q(partner=participant))
+        .select_related("participant__site", "partner")
+        .order_by("start_date", "pk")
+    )
+    sessions = _export_rows(
+        scoped(ScheduledSession.objects.all(), user).filter(course__in=courses)
+    ).order_by("course_id", "start", "pk")
+    by_course: dict[int, list[ScheduledSession]] = {}
+    for session in sessions:
+        by_course.setdefault(session.course_id, []).append(session)
+    templates: dict[int, list[tuple[str, str]]] = {}
+    for version, key, kind, repeat in (
+        SessionTemplate.objects.filter(version__in={c.protocol_version_id for c in courses})
+        .order_by("position", "pk")
+        .values_list("version_id", "key", "kind", "repeat_count")
+    ):
+        keys = [key] if repeat == 1 else [f"{key}.{n}" for n in range(1, repeat + 1)]
+        templates.setdefault(version, []).extend((k, kind) for k in keys)
+    lines: list[exports.SessionLine] = []
+    for course in courses:
+        rows = by_course.get(course.pk, [])
+        protocol_keys = templates.get(course.protocol_version_id, [])
+        known = {key for key, _ in protocol_keys}
+        # sessions whose key the protocol does not list (none expected) come last
+        extra = [(s.key, s.kind) for s in rows if s.key not in known and not s.superseded]
+        for key, kind in protocol_keys + extra:
+            attempts = [s for s in rows if s.key == key]
+            current = next((s for s in attempts if not s.superseded), None)
+            earlier = [s for s in attempts if s.superseded]
+            if current is None:
+                lines.append(_not_booked(course, key, kind, earlier))
+                continue
+            line = _export_line(current, course_start=course.start_date)
+            history = tuple(
+                (d.get_kind_display(), d.reason) for s in earlier for d in s.deviations.all()
+            )
+            lines.append(
+                replace(
+                    line,
+                    deviations=history + line.deviations,
+                    earlier_attempts=len(earlier),
+                )
+            )
+    return lines
+
+
+def _not_booked(
+    course: Course, key: str, kind: str, earlier: list[ScheduledSession]
+) -> exports.SessionLine:
+    partner = course.partner.code if course.partner else None
+    return exports.SessionLine(
+        codes=couple_codes(course.participant.code, partner),
+        key=key,
+        what=STAFF_WHAT.get(kind, "session"),
+        status="not booked",
+        window_start=None,
+        window_end=None,
+        start=None,
+        end=None,
+        zone=course.participant.site.timezone,
+        deviations=tuple(
+            (d.get_kind_display(), d.reason) for s in earlier for d in s.deviations.all()
+        ),
+        course_start=course.start_date,
+        earlier_attempts=len(earlier),
+    )

@@ -481,6 +481,7 @@ def participant(request: HttpRequest, pk: int) -> HttpResponse:
         "courses": courses,
         "zone": found.site.timezone,
         "may_end": may_end,
+        "may_export": access.can(request.user, access.Action.EXPORT, found),
         "ending_form": ending_form,
         "ending": ending,
         "ending_action": action.removesuffix("-preview") if action else None,

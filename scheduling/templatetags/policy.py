@@ -9,6 +9,7 @@ from django import template
 
 from protocol.models import Protocol
 from scheduling import access
+from scheduling.models import Site
 
 register = template.Library()
 
@@ -16,3 +17,9 @@ register = template.Library()
 @register.filter
 def may_read_protocols(user: Any) -> bool:
     return access.allows(user, access.Action.VIEW, Protocol)
+
+
+@register.filter
+def may_export(user: Any) -> bool:
+    """The Exports page: the site's coordinators and administrators."""
+    return access.allows(user, access.Action.EXPORT, Site)

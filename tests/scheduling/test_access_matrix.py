@@ -92,6 +92,9 @@ PAGE_AND_API_RULES: dict[str, Any] = {
     "participant": Participant,
     "participant-schedule": Participant,
     "participant-reminder-settings": Participant,
+    "participant-planned-vs-actual": Participant,
+    "exports": "list",
+    "site-sessions-export": Site,
     "hook-sms": "signed",  # the SMS provider's webhook: no login, its signature is the key
     "session": ScheduledSession,
     "session-checkin": ScheduledSession,
@@ -127,6 +130,8 @@ PAGE_AND_API_RULES: dict[str, Any] = {
     "api:session-checkin-outcome": ScheduledSession,
     "api:participant-withdraw": Participant,
     "api:course-end": Course,
+    "api:site-sessions-export": Site,
+    "api:participant-planned-vs-actual": Participant,
     "api:schema": "list",
     "api:docs": "list",
 }

@@ -72,6 +72,8 @@ WRITES: dict[str, dict[str, Any]] = {
     "api:session-checkin-outcome": {"outcome": "concern", "note": "worried"},
 }
 EXTRA_FIELDS = {"api:participants": ["dyad", "partner_code"]}
+#: routes whose id is a site's: swept with the world's site
+SITE_ROUTES = {"api:site-sessions-export"}
 FINE = {200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 429}
 #: the routes that serve a page or a schema document, not JSON errors
 DOCUMENTS = {"/api/docs/", "/api/schema/"}
@@ -117,6 +119,7 @@ def world(site_a, coordinator_a) -> dict[str, Any]:
         "participant": course.participant_id,
         "slug": "mapp-ptsd",
         "dyad": course.dyad_id,
+        "site": site_a.pk,
     }
 
 
@@ -132,6 +135,8 @@ def address(name: str, world: dict[str, Any], pk: Any = None) -> str:
     """The route's path with the world's ids (or ``pk``) in its parameters."""
     path = "/api/" + ROUTES[name]
     ids = {"pk": world["participant"] if "participant" in name else world["pk"]}
+    if name in SITE_ROUTES:
+        ids = {"pk": world["site"]}
     if pk is not None:
         ids = {"pk": pk}
     for key, value in {**ids, "slug": pk if pk is not None else world["slug"]}.items():
