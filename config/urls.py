@@ -8,7 +8,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from config import two_factor, views
 from config.auth_api import TokenApi
 from protocol import api as protocol_api
-from scheduling import api, export_api, export_views, reminder_views
+from scheduling import (
+    api,
+    calendar_api,
+    calendar_views,
+    export_api,
+    export_views,
+    reminder_views,
+)
 from scheduling import protocol_pages as protocol_views
 from scheduling import views as scheduling_views
 
@@ -107,6 +114,24 @@ api_patterns = [
         export_api.ParticipantPlannedVsActualApi.as_view(),
         name="participant-planned-vs-actual",
     ),
+    # calendars (.ics): the same exports as the pages' downloads
+    path(
+        "participants/<id:pk>/calendar.ics",
+        calendar_api.ParticipantCalendarApi.as_view(),
+        name="calendar-participant",
+    ),
+    path(
+        "staff/<id:pk>/calendar.ics",
+        calendar_api.StaffCalendarApi.as_view(),
+        name="calendar-staff",
+    ),
+    path(
+        "rooms/<id:pk>/calendar.ics", calendar_api.RoomCalendarApi.as_view(), name="calendar-room"
+    ),
+    path(
+        "sites/<id:pk>/calendar.ics", calendar_api.SiteCalendarApi.as_view(), name="calendar-site"
+    ),
+    path("me/calendar.ics", calendar_api.MyCalendarApi.as_view(), name="calendar-mine"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # the split view serves its start-up script as a file: no inline script under the CSP
     path(
@@ -148,6 +173,16 @@ urlpatterns = [
         name="site-sessions-export",
     ),
     path("hooks/sms/", reminder_views.sms_inbound, name="hook-sms"),
+    path(
+        "calendars/participant/<id:pk>.ics",
+        calendar_views.participant_calendar,
+        name="calendar-participant",
+    ),
+    path("calendars/staff/<id:pk>.ics", calendar_views.staff_calendar, name="calendar-staff"),
+    path("calendars/room/<id:pk>.ics", calendar_views.room_calendar, name="calendar-room"),
+    path("calendars/site/<id:pk>.ics", calendar_views.site_calendar, name="calendar-site"),
+    path("calendars/mine.ics", calendar_views.my_calendar, name="calendar-mine"),
+    path("me/", calendar_views.me, name="me"),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
     path("sessions/<id:pk>/checkin/", scheduling_views.session_checkin, name="session-checkin"),
     path("protocols/", protocol_views.library, name="protocols"),

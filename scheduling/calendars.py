@@ -10,6 +10,7 @@ calendar names neither the code nor the room's internal name.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -18,7 +19,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import Max, Q, QuerySet
 
 from scheduling import access, messages
-from scheduling.ical import Event
+from scheduling.clock import display_name
+from scheduling.ical import Event, calendar
 from scheduling.models import Participant, Room, ScheduledSession, Site
 
 Status = ScheduledSession.Status
@@ -42,24 +44,74 @@ def calendar_sessions(
     Raises DoesNotExist (a 404) when the target is not one the user may see, as another
     site's is not.
     Cancelled and missed sessions stay (a calendar shows them cancelled)."""
+    return _sessions_of(user, scope, calendar_target(user, scope, target))
+
+
+def calendar_target(user: Any, scope: Scope, target: int | None = None) -> Any:
+    """What a calendar is of: the participant, staff member (a user), room or site with id
+    ``target`` among those ``user`` may see (DoesNotExist, a 404, for any other), or the user
+    themselves for MINE."""
+    if scope == Scope.PARTICIPANT:
+        return access.get(Participant.objects.select_related("site"), user, pk=target)
+    if scope == Scope.THERAPIST:
+        return access.get(get_user_model().objects.all(), user, pk=target)
+    if scope == Scope.ROOM:
+        return access.get(Room.objects.select_related("site"), user, pk=target)
+    if scope == Scope.SITE:
+        return access.get(Site.objects.all(), user, pk=target)
+    return user
+
+
+def _sessions_of(user: Any, scope: Scope, found: Any) -> QuerySet[ScheduledSession]:
     sessions = access.scope(ScheduledSession.objects.all(), user)
     if scope == Scope.PARTICIPANT:
-        participant = access.get(Participant.objects.all(), user, pk=target)
-        sessions = sessions.filter(
-            Q(course__participant=participant) | Q(course__partner=participant)
-        )
+        sessions = sessions.filter(Q(course__participant=found) | Q(course__partner=found))
     elif scope == Scope.THERAPIST:
-        staff = access.get(get_user_model().objects.all(), user, pk=target)
-        sessions = sessions.filter(staff__user=staff, staff__active=True)
+        sessions = sessions.filter(staff__user=found, staff__active=True)
     elif scope == Scope.ROOM:
-        room = access.get(Room.objects.all(), user, pk=target)
-        sessions = sessions.filter(room=room)
+        sessions = sessions.filter(room=found)
     elif scope == Scope.SITE:
-        site = access.get(Site.objects.all(), user, pk=target)
-        sessions = sessions.filter(course__participant__site=site)
+        sessions = sessions.filter(course__participant__site=found)
     else:
         sessions = sessions.filter(staff__user=user, staff__active=True)
     return with_event_data(sessions.distinct())
+
+
+@dataclass(frozen=True)
+class Export:
+    """A calendar to download: its bytes, a file name without PHI (ids and slugs, never a
+    study code or a room's name) and, for one participant's calendar, whose record was read
+    (the caller logs it)."""
+
+    data: bytes
+    filename: str
+    participant: Participant | None = None
+
+
+def export(user: Any, scope: Scope, target: int | None = None) -> Export:
+    """The calendar of ``scope`` as ``user`` may see it now, in a number of queries that does
+    not grow with the sessions. One participant's course reads as the participant reads it
+    (for handing to them: no study code, no room name); the others read as staff read them.
+    DoesNotExist (a 404) for a target the user may not see."""
+    found = calendar_target(user, scope, target)
+    sessions = _sessions_of(user, scope, found)
+    for_participant = scope == Scope.PARTICIPANT
+    events = [session_event(s, for_participant=for_participant) for s in sessions]
+    if scope == Scope.PARTICIPANT:
+        name, filename = f"Your sessions at {found.site.name}", f"participant-{found.pk}.ics"
+    elif scope == Scope.THERAPIST:
+        name, filename = f"Sessions of {display_name(found)}", f"staff-{found.pk}.ics"
+    elif scope == Scope.ROOM:
+        name, filename = f"{found.name}, {found.site.name}", f"room-{found.pk}.ics"
+    elif scope == Scope.SITE:
+        name, filename = f"Sessions at {found.name}", f"site-{found.slug}.ics"
+    else:
+        name, filename = "My sessions", "my-sessions.ics"
+    return Export(
+        data=calendar(events, name=name),
+        filename=filename,
+        participant=found if for_participant else None,
+    )
 
 
 def with_event_data(sessions: QuerySet[ScheduledSession]) -> QuerySet[ScheduledSession]:
