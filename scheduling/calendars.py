@@ -10,18 +10,20 @@ calendar names neither the code nor the room's internal name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from email.utils import parseaddr
 from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Max, Q, QuerySet
 
-from scheduling import access, messages
+from scheduling import access, ical, messages
 from scheduling.clock import display_name
 from scheduling.ical import Event, calendar
-from scheduling.models import Participant, Room, ScheduledSession, Site
+from scheduling.models import Participant, Reminder, Room, ScheduledSession, Site
 
 Status = ScheduledSession.Status
 
@@ -201,3 +203,23 @@ def _participant_description(session: ScheduledSession, site: Site, facts: Any, 
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def invitation_calendar(reminder: Reminder) -> tuple[bytes, str]:
+    """An invitation row's calendar part, as the session is now (its current SEQUENCE, time
+    and place): the iCalendar bytes and the iTIP method. The organiser is the address the
+    clinic's email comes from; the one attendee is the staff member it goes to. A CANCEL shows
+    the event cancelled, for a cancelled session and for someone taken off one that stays:
+    their calendar is to drop it either way."""
+    session = with_event_data(ScheduledSession.objects.filter(pk=reminder.session_id)).get()
+    method = "CANCEL" if reminder.rule_key == "cancel" else "REQUEST"
+    event = session_event(session)
+    if method == "CANCEL" and not event.cancelled:
+        event = replace(event, cancelled=True, summary=f"Cancelled: {event.summary}")
+    event = replace(
+        event,
+        organizer=parseaddr(settings.DEFAULT_FROM_EMAIL)[1],
+        attendees=(reminder.staff.email.strip(),) if reminder.staff else (),
+    )
+    name = f"{session.course.participant.site.name}: {event.summary}"
+    return ical.calendar([event], name=name, method=method), method

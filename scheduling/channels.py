@@ -60,7 +60,9 @@ class TransientError(TransportError):
 @dataclass(frozen=True, kw_only=True)
 class Outgoing:
     """A message ready to leave. SMS uses ``to`` and ``text`` only. ``message_id`` is stable
-    for one reminder (see :func:`message_id_for`), so a retried email is recognisable."""
+    for one reminder (see :func:`message_id_for`), so a retried email is recognisable.
+    ``calendar``: an invitation's iCalendar bytes and its iTIP method ("REQUEST", "CANCEL"),
+    sent as a text/calendar alternative that mail clients offer to add to the calendar."""
 
     to: str
     text: str
@@ -68,6 +70,7 @@ class Outgoing:
     html: str | None = None
     message_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    calendar: tuple[bytes, str] | None = None
 
 
 def message_id_for(key: str) -> str:
@@ -90,7 +93,7 @@ def send_email(message: Outgoing, *, connection: BaseEmailBackend | None = None)
             "The email address is not valid: correct it on the participant's page."
         ) from exc
     message_id = message.message_id or message_id_for(f"message-{uuid.uuid4().hex}")
-    email = EmailMultiAlternatives(
+    email = _Email(
         subject=message.subject,
         body=message.text,
         from_email=settings.DEFAULT_FROM_EMAIL,
@@ -100,6 +103,10 @@ def send_email(message: Outgoing, *, connection: BaseEmailBackend | None = None)
     )
     if message.html is not None:
         email.attach_alternative(message.html, "text/html")
+    if message.calendar is not None:
+        ics, email.calendar_method = message.calendar
+        # the last alternative: what a calendar-aware client prefers (RFC 6047)
+        email.attach_alternative(ics.decode(), "text/calendar")
     try:
         email.send(fail_silently=False)
     except smtplib.SMTPRecipientsRefused as exc:
@@ -130,6 +137,22 @@ def send_email(message: Outgoing, *, connection: BaseEmailBackend | None = None)
     except (smtplib.SMTPException, OSError) as exc:  # refused connection, DNS, TLS
         raise _email_try_later("could not be reached") from exc
     return message_id
+
+
+class _Email(EmailMultiAlternatives):
+    """An email whose text/calendar alternative carries its iTIP method in the Content-Type
+    (``text/calendar; charset="utf-8"; method=REQUEST``), as RFC 6047 asks and as Outlook
+    and Gmail need to show an invitation rather than an attachment."""
+
+    calendar_method = ""
+
+    def message(self) -> Any:
+        message = super().message()
+        if self.calendar_method:
+            for part in message.walk():
+                if part.get_content_type() == "text/calendar":
+                    part.set_param("method", self.calendar_method, requote=False)
+        return message
 
 
 def _email_try_later(what: str, *, maybe_delivered: bool = False) -> TransientError:

@@ -52,7 +52,7 @@ from django.db import connection, transaction
 from django.db.models import F, Field, Model, Q
 from django.utils import timezone
 
-from scheduling import channels, messages
+from scheduling import calendars, channels, messages
 from scheduling.channels import Outgoing, TransportError
 from scheduling.models import Course, Participant, Reminder, ScheduledSession, Site
 
@@ -128,6 +128,11 @@ def reminder_deliver(*, reminder_id: int, claim: UUID, now: datetime | None = No
         address = _address(reminder)  # hold_reason has skipped a recipient without one
         try:
             rendered = messages.render(reminder, messages.CHANNEL_PARTS[reminder.channel])
+            calendar = (
+                calendars.invitation_calendar(reminder)  # the session as it is now
+                if reminder.purpose == Reminder.Purpose.INVITATION
+                else None
+            )
         except messages.Indiscreet as problem:  # it would name what it must not: never sent
             _record(reminder, Status.FAILED, str(problem))
             return
@@ -152,6 +157,7 @@ def reminder_deliver(*, reminder_id: int, claim: UUID, now: datetime | None = No
                 html=rendered.html,
                 message_id=messages.message_id(reminder),
                 headers={"Auto-Submitted": "auto-generated"},  # RFC 3834: no auto-replies
+                calendar=calendar,
             )
             try:
                 sent_as = _send_email(outgoing)

@@ -161,6 +161,12 @@ def render(reminder: Reminder, parts: tuple[str, ...] = ALL_PARTS) -> Rendered:
         )
         if problem:
             raise Indiscreet(problem)
+    elif reminder.purpose == Reminder.Purpose.INVITATION:
+        # an invitation names the study code (staff read it in their calendars), never the
+        # drug or the diagnosis: a site's name or address could bring one in
+        problem = indiscretion(rendered)
+        if problem:
+            raise Indiscreet(problem)
     return rendered
 
 
@@ -207,6 +213,15 @@ def message_context(reminder: Reminder) -> dict[str, Any]:
         context["previous"] = local_text(told, site) if told else ""
     if reminder.purpose == Reminder.Purpose.ESCALATION:
         context.update(_escalation_context(reminder))
+    if reminder.purpose == Reminder.Purpose.INVITATION:
+        course = session.course
+        codes = [course.participant.code]
+        if course.partner_id is not None and course.partner is not None:
+            codes.append(course.partner.code)
+        context["code"] = " + ".join(codes)
+        context["cancel"] = reminder.rule_key == "cancel"
+        # a CANCEL for a session that stays: this person was taken off it
+        context["taken_off"] = context["cancel"] and session.is_open and not session.superseded
     return context
 
 
@@ -444,6 +459,8 @@ def hold_reason(reminder: Reminder, now: datetime) -> Hold | None:
     later (pending at ``due_at``) or never (skipped)."""
     if reminder.purpose == Reminder.Purpose.ESCALATION:
         return _escalation_hold(reminder, now) or _staff_hold(reminder)
+    if reminder.purpose == Reminder.Purpose.INVITATION:
+        return _invitation_hold(reminder, now)
     return _session_hold(reminder, now) or (
         _participant_hold(reminder, now)
         if reminder.participant_id is not None
@@ -557,6 +574,38 @@ def _staff_hold(reminder: Reminder) -> Hold | None:
     ).exists()
     if not booked and not _coordinator_of(user.pk, reminder.site_id):
         return _skip(f"{name} is no longer booked on this session.")
+    return None
+
+
+def _invitation_hold(reminder: Reminder, now: datetime) -> Hold | None:
+    """An invitation goes only while it is the session's current state: a newer SEQUENCE has
+    its own row (planned by the same change), so this one is superseded. A REQUEST goes only
+    to someone still booked on an open session; a CANCEL to whoever it names."""
+    session, site = reminder.session, reminder.site
+    sequence = reminder.invitation_sequence
+    if sequence is None or sequence < session.sequence:
+        return _skip(
+            "Superseded: the session changed again since; the invitation for its latest "
+            "state goes instead."
+        )
+    if now >= session.end:
+        return _skip(f"The session is over (it ended {local_text(session.end, site)}).")
+    user = reminder.staff
+    if user is None:
+        return _skip("The invitation has no recipient.")
+    name = display_name(user)
+    if not user.is_active:
+        return _skip(f"{name}'s account is switched off.")
+    if not user.email.strip():
+        return _skip(f"{name} has no email address: add one in the admin.")
+    if reminder.rule_key != "cancel":
+        if session.superseded or not session.is_open:
+            return _skip(CLOSED.get(session.status, f"The session is {session.status}."))
+        booked = StaffBooking.objects.filter(
+            session_id=reminder.session_id, user_id=user.pk, active=True
+        ).exists()
+        if not booked:
+            return _skip(f"{name} is no longer booked on this session.")
     return None
 
 

@@ -503,6 +503,9 @@ class Reminder(models.Model):
         REMINDER = "reminder"
         MOVED = "moved", "moved notice"
         ESCALATION = "escalation", "check-in escalation"
+        #: a calendar invitation (iTIP) to a staff member booked on the session, or its
+        #: cancellation: ``rule_key`` is "request" or "cancel" (scheduling.outbox)
+        INVITATION = "invitation", "calendar invitation"
 
     class Channel(models.TextChoices):
         EMAIL = "email"
@@ -580,6 +583,20 @@ class Reminder(models.Model):
         _, mark, rest = self.idempotency_key.partition(self.CONCERN_MARK)
         number = rest.split("/", 1)[0]
         return int(number) if mark and number.isdigit() else None
+
+    #: the key of an invitation: f"{session uid}{INVITE_MARK}{user id}/s{sequence}", and
+    #: "/cancel" after it for a cancellation (scheduling.outbox)
+    INVITE_MARK = "/invite/u"
+
+    @property
+    def invitation_sequence(self) -> int | None:
+        """The session's SEQUENCE an invitation row speaks of (from its key), if it is one."""
+        _, mark, rest = self.idempotency_key.partition(self.INVITE_MARK)
+        parts = rest.split("/")
+        if not mark or len(parts) < 2 or not parts[1].startswith("s"):
+            return None
+        number = parts[1][1:]
+        return int(number) if number.isdigit() else None
 
 
 class CheckInOutcome(models.Model):

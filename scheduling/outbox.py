@@ -7,6 +7,8 @@ rules, the recipients and their channels) with the rows it has, by idempotency k
 are created, open ones no longer wanted are cancelled with the reason in plain words, cancelled
 ones wanted again are revived. Sent, failed and skipped rows are history and never touched.
 The send task checks everything again at send time (scheduling.messages.hold_reason).
+Calendar invitations to the staff booked on a session (iTIP REQUEST and CANCEL) are rows of
+the same outbox, planned by the same sync (``_invitations``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ BOOKED_ROLES = {
 
 ESCALATION_MESSAGE = "checkin_escalation"
 MOVED_MESSAGE = "moved"
+INVITATION_MESSAGE = "invitation"
+#: an invitation row's ``rule_key``: its iTIP method, lower case
+REQUEST, CANCEL = "request", "cancel"
+NO_STAFF_EMAIL = "No email address on the staff member's account: add one in the admin."
 
 
 def _stamp(moment: datetime) -> str:
@@ -93,6 +99,8 @@ class _Context:
     rules: dict[tuple[int, str], Rules]
     booked: dict[int, list[tuple[int, str]]]
     coordinators: dict[int, list[int]]
+    #: the booked staff's email addresses (invitations skip an account without one)
+    emails: dict[int, str]
 
 
 @transaction.atomic(savepoint=False)  # the caller's transaction, or one of its own
@@ -123,7 +131,14 @@ def reminders_sync(
     update: list[Reminder] = []
     for session in current:
         have = existing.get(session.pk, {})
-        wanted = {w.key: w for w in _wanted(session, context, list(have.values()), now)}
+        rows = list(have.values())
+        wanted = {
+            w.key: w
+            for w in [
+                *_wanted(session, context, rows, now),
+                *_invitations(session, context, rows, now),
+            ]
+        }
         site_id = session.course.participant.site_id
         for key, want in wanted.items():
             kept = have.get(key)
@@ -210,11 +225,13 @@ def _context(sessions: list[ScheduledSession]) -> _Context:
     rules = _rules(sessions)
     audiences = {a for found, _ in rules.values() for rule in found for a in rule.audience}
     booked: dict[int, list[tuple[int, str]]] = {}
-    if audiences & set(BOOKED_ROLES):
-        for session_id, user_id, role in StaffBooking.objects.filter(
-            session__in=[s.pk for s in sessions], active=True, user__is_active=True
-        ).values_list("session_id", "user_id", "user__staff_profile__role"):
-            booked.setdefault(session_id, []).append((user_id, role or ""))
+    emails: dict[int, str] = {}
+    # read whatever the rules say: every booked staff member gets calendar invitations
+    for session_id, user_id, role, email in StaffBooking.objects.filter(
+        session__in=[s.pk for s in sessions], active=True, user__is_active=True
+    ).values_list("session_id", "user_id", "user__staff_profile__role", "user__email"):
+        booked.setdefault(session_id, []).append((user_id, role or ""))
+        emails[user_id] = email
     coordinators: dict[int, list[int]] = {}
     checkins = any(s.kind == Kind.PHONE_CHECKIN for s in sessions)
     if Audience.COORDINATORS in audiences or checkins:
@@ -228,7 +245,7 @@ def _context(sessions: list[ScheduledSession]) -> _Context:
         ):
             if site_id in sites:
                 coordinators.setdefault(site_id, []).append(user_id)
-    return _Context(rules=rules, booked=booked, coordinators=coordinators)
+    return _Context(rules=rules, booked=booked, coordinators=coordinators, emails=emails)
 
 
 def _people(session: ScheduledSession, joint: bool) -> list[Participant]:
@@ -371,6 +388,66 @@ def _moved_notices(
     return found
 
 
+def _invitations(
+    session: ScheduledSession, context: _Context, have: list[Reminder], now: datetime
+) -> list[_Wanted]:
+    """Calendar invitations (iTIP, RFC 5546) for the staff of ``session``, one row per person
+    for the session's current state: its SEQUENCE and whether they hold the event.
+
+    Each staff member actively booked on an open session wants a REQUEST at the current
+    SEQUENCE; one who was sent a REQUEST (their latest invitation that went) and is no longer
+    booked on it, or whose session was cancelled, wants a CANCEL. The key names the session,
+    the person and the SEQUENCE, so a state is sent once, each new state once, and the rows for
+    older states, not wanted any more, are cancelled by the sync while still pending: only the
+    latest goes out. Nothing for a session that is over, completed or missed (there is nothing
+    left to put in a calendar), nor a CANCEL to someone who never got the event. Due at once:
+    no quiet hours for staff; an account without an email address is skipped here, with the
+    reason, and checked again at send time (scheduling.messages)."""
+    status = session.status
+    if status in (ScheduledSession.Status.COMPLETED, ScheduledSession.Status.MISSED):
+        return []
+    if session.end <= now:
+        return []
+    holds = (
+        session.is_open and not session.superseded and session.course.status == Course.Status.ACTIVE
+    )
+    booked = [u for u, _ in context.booked.get(session.pk, [])] if holds else []
+    told: dict[int, tuple[int, int, str]] = {}  # person: (sequence, row, method) of the latest
+    for row in have:
+        if (
+            row.purpose == Reminder.Purpose.INVITATION
+            and row.staff_id is not None
+            and row.status in (Reminder.Status.SENT, Reminder.Status.SENDING)
+        ):
+            latest = (row.invitation_sequence or 0, row.pk, row.rule_key)
+            told[row.staff_id] = max(told.get(row.staff_id, latest), latest)
+    uninvited = [u for u, (_, _, method) in told.items() if method == REQUEST and u not in booked]
+    found: list[_Wanted] = []
+    for user_id, method in [
+        *((u, REQUEST) for u in dict.fromkeys(booked)),
+        *((u, CANCEL) for u in sorted(uninvited)),
+    ]:
+        # a CANCEL goes to someone who had the REQUEST, so had an address (checked when sent)
+        addressed = method == CANCEL or bool(context.emails.get(user_id, "").strip())
+        key = f"{session.uid}{Reminder.INVITE_MARK}{user_id}/s{session.sequence}"
+        found.append(
+            _Wanted(
+                key=key if method == REQUEST else f"{key}/cancel",
+                participant_id=None,
+                staff_id=user_id,
+                purpose=Reminder.Purpose.INVITATION,
+                rule_key=method,
+                message=INVITATION_MESSAGE,
+                channel=Channel.EMAIL.value,
+                due_at=now,
+                session_start=session.start.astimezone(UTC),
+                status=PENDING if addressed else SKIPPED,
+                reason="" if addressed else NO_STAFF_EMAIL,
+            )
+        )
+    return found
+
+
 def _why_not_wanted(session: ScheduledSession, row: Reminder) -> str:
     """Why an open row is cancelled, in the clinic's words."""
     course = session.course
@@ -390,6 +467,12 @@ def _why_not_wanted(session: ScheduledSession, row: Reminder) -> str:
         return f"the course is {course.get_status_display()}"
     if row.session_start != session.start:
         return f"the session moved to {clock.local_text(session.start, course.participant.site)}"
+    if row.purpose == Reminder.Purpose.INVITATION:
+        if (row.invitation_sequence or 0) < session.sequence:
+            return "the session changed again: the invitation for its latest state goes instead"
+        if session.end <= timezone.now():
+            return "the session is over"
+        return "the staff member is no longer booked on the session"
     if row.participant_id is not None:
         person = next(
             (p for p in (course.participant, course.partner) if p and p.pk == row.participant_id),

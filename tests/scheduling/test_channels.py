@@ -3,6 +3,8 @@ the SMS provider's HTTP API. What matters: what arrives, and whether a failure i
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 
 import pytest
@@ -79,6 +81,39 @@ def test_email_without_html_is_plain_text(smtp_server: SmtpServer) -> None:
     [received] = smtp_server.received
     assert received.html is None
     assert received.text is not None and received.text.strip() == "Plain only"
+
+
+def test_an_invitation_carries_its_calendar_as_a_text_calendar_alternative_with_its_method(
+    smtp_server: SmtpServer,
+) -> None:
+    """RFC 6047: the iCalendar object in a text/calendar part whose Content-Type names the
+    iTIP method, after the text and HTML, so calendar-aware clients offer to add it."""
+    ics = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:CANCEL\r\nBEGIN:VEVENT\r\n"
+        "UID:3c2f\r\nSEQUENCE:2\r\nSUMMARY:Café · session\r\nEND:VEVENT\r\n"
+        "END:VCALENDAR\r\n"
+    ).encode()
+    invitation = Outgoing(
+        to="therapist@example.org",
+        subject="Cancelled: RIV-0042 · session",
+        text="The session is cancelled.",
+        html="<p>The session is cancelled.</p>",
+        message_id=message_id_for("invite-1"),
+        calendar=(ics, "CANCEL"),
+    )
+    send_email(invitation)
+
+    [received] = smtp_server.received
+    parsed = email.message_from_bytes(received.raw, policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    parts = list(parsed.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html", "text/calendar"]
+    calendar = parts[2]
+    assert calendar.get_param("method") == "CANCEL"
+    assert calendar.get_content_charset() == "utf-8"
+    assert 'text/calendar; charset="utf-8"; method=CANCEL' in received.raw.decode()
+    assert calendar.get_content().replace("\r\n", "\n") == ics.decode().replace("\r\n", "\n")
+    assert received.text is not None and "cancelled" in received.text
 
 
 def test_email_through_an_explicit_connection() -> None:

@@ -47,7 +47,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 START = date(2027, 3, 1)  # a Monday
 ADDRESS = "200 Riverside Drive, Suite 4\nNew York, NY 10025"
 PHONE = "+1 212 555 0100"
-ALL_MESSAGES = [*MESSAGES, "moved", "checkin_escalation"]
+ALL_MESSAGES = [*MESSAGES, "moved", "checkin_escalation", "invitation"]
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -121,7 +121,11 @@ def couple(site: Site, coordinator: User) -> Course:
 
 def _row(session: ScheduledSession, message: str, channel: str, **recipient: Any) -> Reminder:
     """An outbox row as the planning side writes it."""
-    purpose = {"moved": "moved", "checkin_escalation": "escalation"}.get(message, "reminder")
+    purpose = {
+        "moved": "moved",
+        "checkin_escalation": "escalation",
+        "invitation": "invitation",
+    }.get(message, "reminder")
     who: Any = recipient.get("participant") or recipient.get("staff")
     tag = f"p{who.pk}" if "participant" in recipient else f"u{who.pk}"
     key = f"{session.uid}/{message}/{tag}/{channel}/{Reminder.objects.count()}"
@@ -185,6 +189,15 @@ def _every_row(course: Course) -> list[Reminder]:
         for user in booked[:1]:
             for message in ALL_MESSAGES:
                 rows.append(_row(session, message, "email", staff=user))
+        for user in booked:  # a calendar invitation and its cancellation to everyone booked
+            for method in ("request", "cancel"):
+                row = _row(session, "invitation", "email", staff=user)
+                row.rule_key = method
+                # (beside the rows enrolment planned for the same state)
+                key = f"{session.uid}/invite/u{user.pk}/s{session.sequence}/{method}/all"
+                row.idempotency_key = key
+                row.save()
+                rows.append(row)
     return rows
 
 
@@ -208,7 +221,7 @@ def test_every_message_of_both_shipped_protocols_is_discreet(
 ) -> None:
     codes = ["RIV-0042", "RIV-0051", "RIV-0052"]
     titles = list(ScheduledSession.objects.values_list("title", flat=True).distinct())
-    checked = {"participant": 0, "staff": 0}
+    checked = {"participant": 0, "staff": 0, "invitation": 0}
     messages_seen = set()
     for course in (mapp, couple):
         for row in _every_row(course):
@@ -221,12 +234,21 @@ def test_every_message_of_both_shipped_protocols_is_discreet(
                 assert leaks(rendered, codes=codes, titles=titles) == [], (row.message, rendered)
                 assert "Riverside Clinic" in rendered.text
                 assert row.session.kind != "dosing" or "dosing" not in rendered.html.lower()
+            elif row.purpose == "invitation":
+                checked["invitation"] += 1
+                # an invitation names the code, as the staff member's calendar does; no more
+                assert leaks(rendered, codes=[], titles=titles) == [], (row.message, rendered)
+                course_codes = [row.session.course.participant.code]
+                assert all(code in rendered.subject for code in course_codes), rendered.subject
+                cancelled = rendered.subject.startswith("Cancelled: ")
+                assert cancelled == (row.rule_key == "cancel"), rendered.subject
             else:
                 checked["staff"] += 1
                 # staff emails carry no study code: the link (behind sign-in) says who
                 assert leaks(rendered, codes=codes, titles=titles) == [], (row.message, rendered)
     assert messages_seen == set(ALL_MESSAGES)
     assert checked["participant"] > 300 and checked["staff"] > 50, checked
+    assert checked["invitation"] > 100, checked
 
 
 def test_participant_messages_name_site_time_place_preparation_and_phone(mapp: Course) -> None:

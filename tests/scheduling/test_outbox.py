@@ -218,7 +218,9 @@ def test_withdraw_cancels_every_open_row(site: Site) -> None:
     course = enrol(site, None)
     participant_withdraw(participant=course.participant, by=None, reason="moved away")
     assert not Reminder.objects.filter(session__course=course, status="pending").exists()
-    reasons = set(Reminder.objects.filter(session__course=course).values_list("reason", flat=True))
+    # (the staff here have no email address: their invitations were skipped when planned)
+    planned = Reminder.objects.filter(session__course=course).exclude(status="skipped")
+    reasons = set(planned.values_list("reason", flat=True))
     assert reasons == {"the participant withdrew"}
 
 

@@ -1,0 +1,27 @@
+"""Calendar invitations to staff (iTIP REQUEST and CANCEL) go through the reminders outbox as
+rows of their own purpose."""
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("scheduling", "0010_session_modified_at"),
+    ]
+
+    operations = [
+        migrations.AlterField(
+            model_name="reminder",
+            name="purpose",
+            field=models.CharField(
+                choices=[
+                    ("reminder", "Reminder"),
+                    ("moved", "moved notice"),
+                    ("escalation", "check-in escalation"),
+                    ("invitation", "calendar invitation"),
+                ],
+                default="reminder",
+                max_length=20,
+            ),
+        ),
+    ]
