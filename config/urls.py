@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from config import two_factor, views
 from config.auth_api import TokenApi
 from protocol import api as protocol_api
-from scheduling import api, reminder_views
+from scheduling import api, publishing_views, reminder_views
 from scheduling import protocol_pages as protocol_views
 from scheduling import views as scheduling_views
 
@@ -127,6 +127,7 @@ urlpatterns = [
         name="participant-reminder-settings",
     ),
     path("hooks/sms/", reminder_views.sms_inbound, name="hook-sms"),
+    path("sites/<id:pk>/caldav/", publishing_views.site_caldav, name="site-caldav"),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
     path("sessions/<id:pk>/checkin/", scheduling_views.session_checkin, name="session-checkin"),
     path("protocols/", protocol_views.library, name="protocols"),
