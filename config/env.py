@@ -52,6 +52,13 @@ KNOWN: dict[str, str] = {
     "REMINDER_MAX_ATTEMPTS": "tries of one reminder before it is failed (default: 4)",
     "REMINDER_RETRY_SECONDS": "comma-separated waits before the 2nd, 3rd, ... try after a "
     "transient error (default: 60,300,900)",
+    "CALDAV_TIMEOUT": "seconds a CalDAV server has to answer a push (default: 10)",
+    "CALDAV_LEASE_SECONDS": "a claimed CalDAV push not reported after this is claimed again "
+    "(default: 300)",
+    "CALDAV_BATCH": "CalDAV pushes one sweep claims per transaction (default: 200)",
+    "CALDAV_MAX_ATTEMPTS": "tries of one CalDAV push before it is failed (default: 8)",
+    "CALDAV_RETRY_SECONDS": "comma-separated waits before the 2nd, 3rd, ... try of a CalDAV "
+    "push after a transient error (default: 60,300,900,3600)",
     "SITE_URL": "the address staff open the site at (https://host), for links in emails",
     "REMINDER_FORBIDDEN_WORDS": "comma-separated words no reminder may contain, added to the "
     "built-in list (the drug, the diagnosis, the arm...); word* matches the word's forms",

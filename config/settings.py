@@ -227,7 +227,27 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": float(REMINDER_SWEEP_SECONDS),
         "options": {"expires": float(REMINDER_SWEEP_SECONDS)},
     },
+    # CalDAV publishing (scheduling/publishing.py): pushes not done at once, or to be retried
+    "sweep-calendar-pushes": {
+        "task": "scheduling.tasks.sweep_calendar_pushes",
+        "schedule": float(REMINDER_SWEEP_SECONDS),
+        "options": {"expires": float(REMINDER_SWEEP_SECONDS)},
+    },
 }
+
+# --- CalDAV publishing (scheduling/publishing.py) -------------------------------------------
+# a CalDAV server that does not answer within this many seconds is tried again later
+CALDAV_TIMEOUT = env.count("CALDAV_TIMEOUT", 10, maximum=120)
+CALDAV_LEASE_SECONDS = env.count("CALDAV_LEASE_SECONDS", 300, maximum=24 * 3600)
+CALDAV_BATCH = env.count("CALDAV_BATCH", 200, maximum=10_000)
+CALDAV_MAX_ATTEMPTS = env.count("CALDAV_MAX_ATTEMPTS", 8, maximum=50)
+_caldav_retry = env.items("CALDAV_RETRY_SECONDS", ["60", "300", "900", "3600"])
+if not all(re.fullmatch(r"[0-9]{1,6}", wait) and int(wait) > 0 for wait in _caldav_retry):
+    raise ImproperlyConfigured(
+        f"CALDAV_RETRY_SECONDS={','.join(_caldav_retry)!r} must be whole seconds, e.g. 60,300"
+    )
+#: waits before the 2nd, 3rd, ... try after a transient failure (the last repeats)
+CALDAV_RETRY_SECONDS = [int(wait) for wait in _caldav_retry]
 
 # --- reminders: email and text messages (scheduling/channels.py) ---------------------------
 # `make run` (DEBUG, no EMAIL_HOST) prints email on the console; anywhere else email goes to an
@@ -425,5 +445,9 @@ LOGGING = {
         },
         # nine INFO lines per text message (addresses and headers, never the body): noise
         "twilio.http_client": {"level": "WARNING"},
+        # the CalDAV client at DEBUG dumps requests: never the publishing account's credentials
+        "caldav": {"level": "WARNING"},
+        "niquests": {"level": "WARNING"},
+        "urllib3_future": {"level": "WARNING"},
     },
 }

@@ -14,6 +14,7 @@ from scheduling import (
     calendar_views,
     export_api,
     export_views,
+    publishing_views,
     reminder_views,
 )
 from scheduling import protocol_pages as protocol_views
@@ -183,6 +184,7 @@ urlpatterns = [
     path("calendars/site/<id:pk>.ics", calendar_views.site_calendar, name="calendar-site"),
     path("calendars/mine.ics", calendar_views.my_calendar, name="calendar-mine"),
     path("me/", calendar_views.me, name="me"),
+    path("sites/<id:pk>/caldav/", publishing_views.site_caldav, name="site-caldav"),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
     path("sessions/<id:pk>/checkin/", scheduling_views.session_checkin, name="session-checkin"),
     path("protocols/", protocol_views.library, name="protocols"),

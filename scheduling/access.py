@@ -36,6 +36,7 @@ from django.db.models import Model, Q, QuerySet
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
 from scheduling.models import (
     AccessLog,
+    CalendarPush,
     CheckInOutcome,
     Course,
     Deviation,
@@ -47,6 +48,7 @@ from scheduling.models import (
     RoomBooking,
     ScheduledSession,
     Site,
+    SiteCalDav,
     SiteClosure,
     StaffBooking,
     StaffProfile,
@@ -162,6 +164,13 @@ RULES: dict[type[Model], dict[Action, dict[str, Scope]]] = {
     # failed one again (the admin's action), never editing a row
     Reminder: {Action.VIEW: _row(S, S, T, X, N), Action.CHANGE: _row(S, S, X, X, X)},
     CheckInOutcome: {Action.VIEW: _row(S, S, T, X, X)},
+    # a site's CalDAV collection and its account: for those who set the site up
+    SiteCalDav: {
+        Action.VIEW: _SETUP_CHANGE,
+        Action.CHANGE: _SETUP_CHANGE,
+        Action.ADD: _SETUP_CHANGE,
+    },
+    CalendarPush: {Action.VIEW: _SETUP_CHANGE},
 }
 
 #: how each object kind reaches its site (None: shared by every site, like protocols)
@@ -183,6 +192,8 @@ SITE_PATHS: dict[type[Model], str | None] = {
     AccessLog: "participant__site",
     Reminder: "site",
     CheckInOutcome: "session__course__participant__site",
+    SiteCalDav: "site",
+    CalendarPush: "site",
     Protocol: None,
     ProtocolVersion: None,
     SessionTemplate: None,

@@ -26,7 +26,8 @@ from simple_history.template_utils import HistoricalRecordContextHelper
 
 from protocol.admin import ProtocolAdmin, ProtocolVersionAdmin, SessionTemplateInline
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
-from scheduling import access, clock, outbox, selectors, services, validators
+from scheduling import access, clock, outbox, publishing, selectors, services, validators
+from scheduling.forms import SiteCalDavForm
 from scheduling.models import (
     AccessLog,
     CheckInOutcome,
@@ -40,6 +41,7 @@ from scheduling.models import (
     RoomBooking,
     ScheduledSession,
     Site,
+    SiteCalDav,
     SiteClosure,
     StaffBooking,
     StaffProfile,
@@ -313,6 +315,25 @@ class SiteClosureInline(PolicyInline[SiteClosure, Site]):
     extra = 0
 
 
+class SiteCalDavInline(PolicyInline[SiteCalDav, Site]):
+    """The site's CalDAV publishing (scheduling.publishing). The password is write-only: the
+    page says whether one is set, never what it is; saved through the service, so that a
+    change republishes the site's sessions."""
+
+    model = SiteCalDav
+    form = SiteCalDavForm
+    template = "admin/edit_inline/stacked.html"
+    fields = ["url", "username", "password", "password_state", "enabled"]
+    readonly_fields = ["password_state"]
+    extra = 0
+    max_num = 1
+    can_delete = False  # switched off with "enabled": the collection keeps what it has
+
+    @admin.display(description="password")
+    def password_state(self, obj: SiteCalDav | None) -> str:
+        return "set" if obj is not None and obj.password else "not set"
+
+
 @admin.register(Site)
 class SiteAdmin(HistoryAdmin[Site]):
     list_display = [
@@ -326,11 +347,14 @@ class SiteAdmin(HistoryAdmin[Site]):
     ]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [OpeningHoursInline, SiteClosureInline]
+    inlines = [OpeningHoursInline, SiteClosureInline, SiteCalDavInline]
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """A closure date added here leads to the sessions it conflicts with, as one added on
-        its own page does."""
+        its own page does. CalDAV settings are saved by their service."""
+        if formset.model is SiteCalDav:
+            self._save_caldav(request, formset)
+            return
         super().save_formset(request, form, formset, change)
         for closure in getattr(formset, "new_objects", []):
             if isinstance(closure, SiteClosure) and selectors.closure_conflicts(
@@ -346,6 +370,22 @@ class SiteAdmin(HistoryAdmin[Site]):
                         url,
                     ),
                 )
+
+    def _save_caldav(self, request: HttpRequest, formset: Any) -> None:
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline_form in formset.forms:
+            if not inline_form.has_changed():
+                continue
+            data = inline_form.cleaned_data
+            saved = publishing.site_caldav_set(
+                site=formset.instance,
+                url=data["url"],
+                username=data["username"],
+                password=data["password"],
+                enabled=data["enabled"],
+                by=request.user if isinstance(request.user, User) else None,
+            )
+            formset.changed_objects.append((saved, ["CalDAV settings"]))
 
 
 @admin.register(OpeningHours)

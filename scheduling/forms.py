@@ -12,7 +12,7 @@ from django.utils import timezone
 from protocol.spec import Kind
 from scheduling.exports import MAX_RANGE_DAYS
 from scheduling.messages import STAFF_WHAT
-from scheduling.models import CheckInOutcome, Participant, ScheduledSession
+from scheduling.models import CheckInOutcome, Participant, ScheduledSession, SiteCalDav
 from scheduling.planning import local_start
 
 # the rules live in scheduling.validators so that every door shares them; re-exported here
@@ -39,6 +39,7 @@ __all__ = [
     "EnrolForm",
     "RebookForm",
     "RescheduleForm",
+    "SiteCalDavForm",
     "SiteSessionsExportForm",
     "StatusForm",
     "plausible_date",
@@ -384,3 +385,29 @@ class SiteSessionsExportForm(forms.Form):
             "room": int(data["room"]) if data.get("room") else None,
             "therapist": int(data["therapist"]) if data.get("therapist") else None,
         }
+class SiteCalDavForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A site's CalDAV collection and account, on the site's CalDAV page and in the admin.
+    The password is write-only: never put back into the page; left empty, the stored one is
+    kept."""
+
+    url = forms.URLField(
+        label="Collection URL",
+        max_length=500,
+        assume_scheme="https",  # typed without a scheme: https, never plain http
+        help_text=SiteCalDav._meta.get_field("url").help_text,
+    )
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        max_length=500,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the password already set.",
+    )
+
+    class Meta:
+        model = SiteCalDav
+        fields = ["url", "username", "password", "enabled"]
+
+    def clean_password(self) -> str:
+        given: str = self.cleaned_data.get("password") or ""
+        return given or (self.instance.password if self.instance.pk else "")

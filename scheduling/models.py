@@ -21,6 +21,7 @@ from scheduling.clock import local_text
 from scheduling.validators import (
     STUDY_CODE,
     STUDY_CODE_MAX_LENGTH,
+    caldav_collection_url,
     plausible_date,
     reminder_contact_errors,
 )
@@ -624,3 +625,91 @@ class CheckInOutcome(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_outcome_display()} {local_text(self.recorded_at, self)}"
+
+
+class SiteCalDav(models.Model):
+    """Where a site publishes its sessions: a CalDAV calendar collection (a clinic's Nextcloud,
+    Radicale, ...) that staff calendars subscribe to. The password is needed in clear to log
+    in to that server, so it cannot be hashed: it is never shown back (forms leave it empty,
+    the admin says "set" or "not set"), never logged, and kept out of the history."""
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="caldav")
+    url = models.URLField(
+        "collection URL",
+        max_length=500,
+        validators=[caldav_collection_url],
+        help_text="The calendar collection's address, e.g. https://cloud.example.org/"
+        "remote.php/dav/calendars/clinic/sessions/",
+    )
+    username = models.CharField("user name", max_length=200, blank=True)
+    password = models.CharField(max_length=500, blank=True)
+    enabled = models.BooleanField(
+        default=True, help_text="Off: changes are no longer pushed (the collection is kept)."
+    )
+    #: up whenever the collection or the account changes: pushes planned for an earlier one
+    #: are superseded, and every current session is pushed to the new one
+    generation = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(excluded_fields=["password"])
+
+    class Meta:
+        verbose_name = "CalDAV publishing"
+        verbose_name_plural = "CalDAV publishing"
+
+    def __str__(self) -> str:
+        return f"CalDAV publishing of {self.site}"
+
+    def __repr__(self) -> str:  # never the password, even in a traceback's locals
+        return f"<SiteCalDav site={self.site_id} url={self.url!r}>"
+
+
+class CalendarPush(models.Model):
+    """One session's state to be PUT to its site's CalDAV collection: a row per session and
+    SEQUENCE, planned in the same transaction as the change (scheduling.publishing), claimed
+    by the beat's sweep like a reminder, retried with backoff on a transient failure. A newer
+    SEQUENCE supersedes an older row still waiting: only the latest state matters."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+        SUPERSEDED = "superseded"
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="calendar_pushes")
+    session = models.ForeignKey(
+        ScheduledSession, on_delete=models.PROTECT, related_name="calendar_pushes"
+    )
+    sequence = models.PositiveIntegerField(help_text="The session's SEQUENCE this row publishes.")
+    #: the site's CalDAV settings this row was planned for (SiteCalDav.generation)
+    generation = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    due_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, help_text="The server's answer, in plain words.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "sequence", "generation"], name="calendar_push_once"
+            ),
+        ]
+        indexes = [
+            # the sweep's question every minute: which open pushes are due (or lease ran out)
+            models.Index(
+                fields=["due_at"],
+                condition=Q(status__in=["pending", "sending"]),
+                name="calendar_push_open_due",
+            ),
+            # the settings page: a site's latest failures
+            models.Index(fields=["site", "status", "updated_at"], name="calendar_push_site"),
+        ]
+
+    def __str__(self) -> str:
+        return f"push of {self.session_id} #{self.sequence} ({self.status})"

@@ -48,6 +48,7 @@ from scheduling.planning import (
     plan_course,
     tied_to,
 )
+from scheduling.publishing import calendar_pushes_plan
 from scheduling.resources import Booking
 from scheduling.validators import (
     REASON_MAX_LENGTH,
@@ -311,6 +312,7 @@ def participant_enrol(
     )
     sessions = _store_sessions(course, planned, by=by, reason=why)
     reminders_sync(sessions=sessions, new=True)
+    calendar_pushes_plan(sessions=sessions)
     return course
 
 
@@ -697,6 +699,7 @@ def session_reschedule(
     for deviation in deviations:
         result.deviations.append(_save(deviation, by, reason))
     reminders_sync(sessions=[move.session for move in result.moved])
+    calendar_pushes_plan(sessions=[move.session for move in result.moved])
     result.applied = True
     return result
 
@@ -961,6 +964,7 @@ def session_change_status(
         _participants_in_treatment(course, by)
     change.course_status = _course_settle(course, sessions, spec, by)
     reminders_sync(sessions=[session, *(c.session for c in change.consequences)])
+    calendar_pushes_plan(sessions=[session, *(c.session for c in change.consequences)])
     change.applied = True
     return change
 
@@ -1161,6 +1165,7 @@ def _end_courses(
         for course in courses:
             _participants_follow(course, by, f"{label}: {why}")
     reminders_sync(sessions=open_sessions)
+    calendar_pushes_plan(sessions=open_sessions)
     ending.applied = True
     return ending
 
@@ -1267,6 +1272,7 @@ def session_rebook(
             if dry_run:
                 raise _DryRun(result)
             reminders_sync(sessions=[*replacements.values(), old, *along])
+            calendar_pushes_plan(sessions=[*replacements.values(), old, *along])
     except _DryRun as undone:
         result = undone.result
         result.session.pk = result.session.id = None
@@ -1471,6 +1477,7 @@ def night_attendant_book(*, session: ScheduledSession, attendant: User, by: User
     except IntegrityError as exc:
         raise BookingConflict(f"{attendant.get_username()} is booked elsewhere that night") from exc
     reminders_sync(sessions=[session])
+    calendar_pushes_plan(sessions=[session])
 
 
 # --- access audit --------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling import dispatch
+from scheduling import dispatch, publishing
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +73,41 @@ def send_reminder(reminder_id: int, claim: str) -> None:
 def noop() -> None:
     """Does nothing: the yardstick for a task's own cost through the broker and the worker
     (bench/reminders.py), and a harmless task to check a worker with."""
+
+
+# --- CalDAV publishing (scheduling/publishing.py): the same shape as the reminders' ---------
+
+
+@shared_task(ignore_result=True, time_limit=120)
+def sweep_calendar_pushes() -> int:
+    """The beat's task, also asked for right after a change commits: claim due CalDAV pushes
+    and enqueue one push task per row once the claim has committed."""
+    total = 0
+    for _ in range(SWEEP_BATCHES):
+        with transaction.atomic():
+            claimed = publishing.calendar_pushes_claim_due(
+                now=timezone.now(), limit=settings.CALDAV_BATCH
+            )
+            if claimed:
+                transaction.on_commit(partial(_enqueue_pushes, claimed))
+        total += len(claimed)
+        if len(claimed) < settings.CALDAV_BATCH:
+            break
+    if total:
+        logger.info("sweep claimed %d calendar pushes", total)
+    return total
+
+
+def _enqueue_pushes(claimed: list[tuple[int, UUID]]) -> None:
+    with current_app.producer_or_acquire() as producer:
+        for push_id, claim in claimed:
+            push_calendar.apply_async((push_id, str(claim)), producer=producer)
+
+
+# the PUT's own timeout (CALDAV_TIMEOUT, at most 120 s) is what bounds it; the limit is the
+# backstop that releases the row's lock, well under the lease (CALDAV_LEASE_SECONDS)
+@shared_task(ignore_result=True, time_limit=180)
+def push_calendar(push_id: int, claim: str) -> None:
+    """PUT one claimed session to its site's CalDAV collection (publishing.calendar_push_deliver);
+    a duplicate or late task finds the row moved on and does nothing."""
+    publishing.calendar_push_deliver(push_id=push_id, claim=UUID(claim))

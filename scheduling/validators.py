@@ -59,3 +59,43 @@ def reminder_contact_errors(channel: str, email: str, phone: str) -> dict[str, s
             "email": "Reminders by email need an email address: give one, or choose another way."
         }
     return {}
+
+
+def caldav_collection_url(url: str) -> None:
+    """A CalDAV collection's address: http or https, with a host and no credentials in it
+    (they have their own fields, and a URL is shown back and may be logged); https unless the
+    server is on this machine (loopback) or the application runs in DEBUG. The password goes
+    to that server with every push: over plain http anyone on the way could read it."""
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        raise ValidationError(
+            "This is not a web address: give the collection's URL, such as "
+            "https://cloud.example.org/remote.php/dav/calendars/clinic/sessions/",
+            code="caldav_url",
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValidationError(
+            "Give the collection's https:// address, such as "
+            "https://cloud.example.org/remote.php/dav/calendars/clinic/sessions/",
+            code="caldav_url",
+        )
+    if parts.username or parts.password:
+        raise ValidationError(
+            "Take the user name and password out of the address and put them in their own "
+            "fields: an address is shown on pages, a password never is.",
+            code="caldav_url",
+        )
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if parts.scheme == "http" and not (loopback or settings.DEBUG):
+        raise ValidationError(
+            "Use https:// for the CalDAV server: the password travels with every change, and "
+            "plain http would show it to anyone on the way. Plain http is only accepted for a "
+            "server on this machine.",
+            code="caldav_url",
+        )

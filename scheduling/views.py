@@ -238,6 +238,8 @@ def site_calendar(request: HttpRequest) -> HttpResponse:
         # a week holds hundreds of bookings: reverse the session URL once, not per booking
         "session_url": reverse("session", kwargs={"pk": 1}).removesuffix("1/"),
         "site": site,
+        # the site's CalDAV page, for those who set the site up (the site is one of theirs)
+        "may_set_up_site": access.allows(request.user, access.Action.CHANGE, Site),
         "sites": sites,
         "form": form,
         "view": view,

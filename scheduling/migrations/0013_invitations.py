@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("scheduling", "0010_session_modified_at"),
+        ("scheduling", "0011_site_caldav"),
     ]
 
     operations = [

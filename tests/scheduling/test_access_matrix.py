@@ -26,6 +26,7 @@ from protocol.models import Protocol, ProtocolVersion, SessionTemplate
 from scheduling import services
 from scheduling.models import (
     AccessLog,
+    CalendarPush,
     CheckInOutcome,
     Course,
     Deviation,
@@ -37,6 +38,7 @@ from scheduling.models import (
     RoomBooking,
     ScheduledSession,
     Site,
+    SiteCalDav,
     SiteClosure,
     StaffBooking,
     StaffProfile,
@@ -102,6 +104,7 @@ PAGE_AND_API_RULES: dict[str, Any] = {
     "calendar-site": Site,
     "calendar-mine": "list",
     "me": "list",
+    "site-caldav": Site,
     "session": ScheduledSession,
     "session-checkin": ScheduledSession,
     "protocols": "protocol-list",
@@ -227,7 +230,7 @@ def _clinical(course: Course, *keys: str) -> list[Model]:
 def _setup(site: Site) -> list[Model]:
     """A site, and one of each of its set-up objects."""
     found: list[Model] = [site]
-    for model in (Room, Dyad, OpeningHours, SiteClosure):
+    for model in (Room, Dyad, OpeningHours, SiteClosure, SiteCalDav, CalendarPush):
         found.extend(model._default_manager.filter(site=site)[:1])
     found.extend(StaffProfile.objects.filter(sites=site, role="therapist")[:1])
     found.extend(Unavailability.objects.filter(user__staff_profile__sites=site)[:1])
@@ -254,6 +257,19 @@ def _outbox_rows(course: Course, by: User) -> None:
     )
     CheckInOutcome.objects.create(
         session=course.sessions.get(key="phone-1.2"), outcome="no_answer", recorded_by=by
+    )
+
+
+def _caldav_rows(course: Course) -> None:
+    """A site's CalDAV settings and one push of a session (made directly, after enrolment:
+    publishing is tested on its own)."""
+    site = course.participant.site
+    SiteCalDav.objects.create(
+        site=site, url=f"https://cal.example.org/{site.slug}/", username="clinic", password="x"
+    )
+    session = course.sessions.get(key="dosing-1")
+    CalendarPush.objects.create(
+        site=site, session=session, sequence=session.sequence, due_at=session.start
     )
 
 
@@ -285,6 +301,8 @@ def world(db: Any) -> World:
         )
     for course, by in ((treated, coordinator_a), (other, coordinator_a), (at_b, coordinator_b)):
         _outbox_rows(course, by)
+    for course in (treated, at_b):  # CalDAV publishing: the settings and a push
+        _caldav_rows(course)
     services.night_attendant_book(
         session=treated.sessions.get(key="dosing-1"), attendant=night_a, by=coordinator_a
     )
@@ -621,6 +639,8 @@ def test_the_matrix_covers_every_model_the_policy_names() -> None:
         AccessLog,
         Reminder,
         CheckInOutcome,
+        SiteCalDav,
+        CalendarPush,
         Protocol,
         ProtocolVersion,
         SessionTemplate,

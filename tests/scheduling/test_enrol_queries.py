@@ -23,8 +23,9 @@ pytestmark = pytest.mark.django_db
 #: protocol, templates, code check, dyads, calendar (2), assessors, snapshot (3), rooms,
 #: assessors again; participant, course, sessions, room and staff bookings with their history
 #: rows (10); savepoints around the participant and the bookings (4); reminder rows: the
-#: rules, the booked staff, the site's coordinators, one insert (4)
-ENROLMENT_QUERIES = 31
+#: rules, the booked staff, the site's coordinators, one insert (4); whether the site publishes
+#: to CalDAV (1)
+ENROLMENT_QUERIES = 32
 FIRST_MONDAY = date(2027, 3, 1)
 
 

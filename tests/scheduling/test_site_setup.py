@@ -297,6 +297,8 @@ def test_a_closure_added_on_the_sites_page_leads_to_its_conflicts(
         "closures-INITIAL_FORMS": 0,
         "closures-0-date": "2027-03-08",
         "closures-0-reason": "flooding",
+        "caldav-TOTAL_FORMS": 0,
+        "caldav-INITIAL_FORMS": 0,
         "_save": "Save",
     }
     for n, row in enumerate(hours):
