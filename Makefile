@@ -39,7 +39,7 @@ lint: $(VENV)/.dev
 # with a 301; tests/config/test_security.py proves the HTTPS settings in production form.
 test: lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) SECRET_KEY=test-only-not-secret \
-		HTTPS=off $(BIN)/python -m pytest
+		HTTPS=off $(BIN)/python -m pytest --durations=30
 
 # bench/reminders.py needs Redis (database 11 unless REDIS_URL says otherwise) and aiosmtpd.
 bench: $(VENV)/.dev
