@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from config import two_factor, views
 from config.auth_api import TokenApi
 from protocol import api as protocol_api
-from scheduling import api, reminder_views
+from scheduling import api, feed_views, feeds, reminder_views
 from scheduling import protocol_pages as protocol_views
 from scheduling import views as scheduling_views
 
@@ -127,6 +127,19 @@ urlpatterns = [
         name="participant-reminder-settings",
     ),
     path("hooks/sms/", reminder_views.sms_inbound, name="hook-sms"),
+    path("calendar-feeds/", feed_views.calendar_feeds, name="calendar-feeds"),
+    path(
+        "calendar-feeds/<id:pk>/revoke/",
+        feed_views.calendar_feed_revoke,
+        name="calendar-feed-revoke",
+    ),
+    path(
+        "participants/<id:pk>/calendar-feed/",
+        feed_views.participant_calendar_feed,
+        name="participant-calendar-feed",
+    ),
+    # no login: the secret token is the credential (never logged: config.security)
+    re_path(rf"^feeds/(?P<token>{feeds.TOKEN_PATTERN})\.ics$", feeds.feed, name="feed"),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
     path("sessions/<id:pk>/checkin/", scheduling_views.session_checkin, name="session-checkin"),
     path("protocols/", protocol_views.library, name="protocols"),

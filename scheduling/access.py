@@ -36,6 +36,7 @@ from django.db.models import Model, Q, QuerySet
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
 from scheduling.models import (
     AccessLog,
+    CalendarFeed,
     CheckInOutcome,
     Course,
     Deviation,
@@ -153,6 +154,13 @@ RULES: dict[type[Model], dict[Action, dict[str, Scope]]] = {
     # failed one again (the admin's action), never editing a row
     Reminder: {Action.VIEW: _row(S, S, T, X, N), Action.CHANGE: _row(S, S, X, X, X)},
     CheckInOutcome: {Action.VIEW: _row(S, S, T, X, X)},
+    # live calendar feeds: everyone subscribes to what they may see; coordinators see and
+    # revoke the feeds of the people of their sites (someone leaves, a phone is lost)
+    CalendarFeed: {
+        Action.VIEW: _row(S, S, OWN, OWN, OWN),
+        Action.ADD: _row(S, S, OWN, OWN, OWN),
+        Action.CHANGE: _row(S, S, OWN, OWN, OWN),  # revoke
+    },
 }
 
 #: how each object kind reaches its site (None: shared by every site, like protocols)
@@ -174,6 +182,7 @@ SITE_PATHS: dict[type[Model], str | None] = {
     AccessLog: "participant__site",
     Reminder: "site",
     CheckInOutcome: "session__course__participant__site",
+    CalendarFeed: "owner__staff_profile__sites",  # the sites its owner works at
     Protocol: None,
     ProtocolVersion: None,
     SessionTemplate: None,
@@ -203,6 +212,7 @@ OWNER_PATHS: dict[type[Model], str] = {
     User: "pk",
     StaffProfile: "user_id",
     Unavailability: "user_id",
+    CalendarFeed: "owner_id",
 }
 
 _UNREAD: Any = object()  # not read yet (None is "no staff profile")

@@ -15,11 +15,18 @@ from enum import StrEnum
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Max, Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from scheduling import access, messages
 from scheduling.ical import Event
-from scheduling.models import Participant, Room, ScheduledSession, Site
+from scheduling.models import (
+    Participant,
+    Room,
+    RoomBooking,
+    ScheduledSession,
+    Site,
+    StaffBooking,
+)
 
 Status = ScheduledSession.Status
 
@@ -50,7 +57,7 @@ def calendar_sessions(
         )
     elif scope == Scope.THERAPIST:
         staff = access.get(get_user_model().objects.all(), user, pk=target)
-        sessions = sessions.filter(staff__user=staff, staff__active=True)
+        sessions = sessions.filter(pk__in=_booked(staff.pk))
     elif scope == Scope.ROOM:
         room = access.get(Room.objects.all(), user, pk=target)
         sessions = sessions.filter(room=room)
@@ -58,20 +65,53 @@ def calendar_sessions(
         site = access.get(Site.objects.all(), user, pk=target)
         sessions = sessions.filter(course__participant__site=site)
     else:
-        sessions = sessions.filter(staff__user=user, staff__active=True)
-    return with_event_data(sessions.distinct())
+        sessions = sessions.filter(pk__in=_booked(user.pk))
+    # every condition is a column or an id subquery: no join repeats a row, no DISTINCT needed
+    return with_event_data(sessions)
+
+
+def _booked(user_id: int) -> QuerySet[StaffBooking, Any]:
+    """Ids of the sessions a staff member is booked on (a subquery: no row twice)."""
+    return StaffBooking.objects.filter(user_id=user_id, active=True).values("session")
 
 
 def with_event_data(sessions: QuerySet[ScheduledSession]) -> QuerySet[ScheduledSession]:
     """What :func:`session_event` reads, in the same query: the site, the room, the course and
     its participants, and how long an overnight stay holds its room (the next morning)."""
+    # the room hold as a correlated subquery, not a join with GROUP BY over every column of
+    # every table selected (which made the database's part of a large feed several times
+    # slower); the protocol version is read by id only (messages' per-process cache)
+    hold = RoomBooking.objects.filter(session=OuterRef("pk"), active=True).order_by("-until")
     return (
-        sessions.select_related(
-            "course__participant__site", "course__partner", "course__protocol_version", "room"
-        )
-        .annotate(stay_until=Max("rooms__until", filter=Q(rooms__active=True)))
+        sessions.select_related("course__participant__site", "course__partner", "room")
+        .annotate(stay_until=Subquery(hold.values("until")[:1]))
         .order_by("start", "pk")
     )
+
+
+#: the columns :func:`session_event` reads (with :func:`with_event_data`'s joins): a large
+#: calendar loads only these (``sessions.only(*EVENT_FIELDS)``), not every participant's
+#: contact details and every session's notes; a field read here and missing there would cost
+#: a query per event (tests/scheduling/test_feeds.py counts them)
+EVENT_FIELDS = (
+    "uid",
+    "sequence",
+    "start",
+    "end",
+    "status",
+    "kind",
+    "overnight",
+    "modified_at",
+    "template_key",
+    "room__name",
+    "course__protocol_version_id",
+    "course__participant__code",
+    "course__partner__code",
+    "course__participant__site__name",
+    "course__participant__site__address",
+    "course__participant__site__phone",
+    "course__participant__site__timezone",
+)
 
 
 def session_event(session: ScheduledSession, *, for_participant: bool = False) -> Event:

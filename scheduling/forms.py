@@ -275,3 +275,23 @@ class EnrolForm(forms.Form):
         if self.cleaned_data.get("reminder_consent") and channel in ("email", "sms"):
             found[f"{channel}_consent_at"] = timezone.now()  # given at enrolment, today
         return found
+
+
+class FeedForm(forms.Form):
+    """A new calendar feed: which calendar (among what the user may see) and its name."""
+
+    calendar = forms.ChoiceField(label="Calendar")
+    name = forms.CharField(
+        label="Name",
+        max_length=100,
+        help_text="How the calendar is named in the calendar app, e.g. “Clinic rooms”.",
+    )
+
+    def __init__(self, *args: Any, choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["calendar"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices
+        field.error_messages["invalid_choice"] = (
+            "That calendar is not one you may see: choose one from the list."
+        )
