@@ -48,6 +48,7 @@ bench: $(VENV)/.dev
 	DEBUG=0 $(BIN)/python bench/pages.py
 	DEBUG=0 $(BIN)/python bench/api.py
 	DEBUG=0 $(BIN)/python bench/reminders.py
+	DEBUG=0 $(BIN)/python bench/calendars.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -19,13 +19,16 @@ class NoStoreMiddleware:
     proxy or back-forward cache may keep a copy (``Cache-Control: no-store, private``...).
 
     Placed after WhiteNoise in MIDDLEWARE, so static files (answered by WhiteNoise before this
-    runs) keep their long-lived caching headers."""
+    runs) keep their long-lived caching headers. A response marked ``own_cache_policy`` keeps
+    its own (a calendar feed: ``private, max-age`` for the subscribed calendar client)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
+        if getattr(response, "own_cache_policy", False):
+            return response
         add_never_cache_headers(response)  # no-cache, no-store, must-revalidate, private
         return response
 
@@ -39,6 +42,30 @@ class StripQueryStrings(logging.Filter):
         stripped = QUERY_STRING.sub("", message)
         if stripped != message:
             record.msg, record.args = stripped, ()
+        return True
+
+
+#: a calendar feed's secret token inside a logged path or request line (scheduling/feeds.py)
+FEED_TOKEN = re.compile(r"/feeds/[^/\s\"'?]+")
+FEED_REDACTED = "/feeds/<redacted>"
+
+
+def redact_feed_tokens(text: str) -> str:
+    """``text`` with every feed address's token replaced (``/feeds/<redacted>``)."""
+    return FEED_TOKEN.sub(FEED_REDACTED, text)
+
+
+class RedactFeedTokens(logging.Filter):
+    """A feed's token is its only credential: no log line may carry it. Set on the loggers
+    that name request paths (``django.server``'s access log, ``django.request``'s "Not Found"
+    warnings) and on the handlers, for any other logger that might; gunicorn's access log has
+    its own logger class (config/gunicorn.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_feed_tokens(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
         return True
 
 

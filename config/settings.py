@@ -422,7 +422,11 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"strip_query_strings": {"()": "config.security.StripQueryStrings"}},
+    "filters": {
+        "strip_query_strings": {"()": "config.security.StripQueryStrings"},
+        # a calendar feed's address holds its secret token
+        "redact_feed_tokens": {"()": "config.security.RedactFeedTokens"},
+    },
     "formatters": {
         "django.server": {
             "()": "django.utils.log.ServerFormatter",
@@ -431,18 +435,24 @@ LOGGING = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler"},
-        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server"},
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_feed_tokens"]},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["redact_feed_tokens"],
+        },
     },
     "root": {"handlers": ["console"], "level": env.log_level()},
     # runserver's access log, as Django sets it up, minus query strings (search terms, ids)
     "loggers": {
         "django.server": {
             "handlers": ["django.server"],
-            "filters": ["strip_query_strings"],
+            "filters": ["strip_query_strings", "redact_feed_tokens"],
             "level": "INFO",
             "propagate": False,
         },
+        # "Not Found: <path>" for every 4xx answer, a revoked feed's address included
+        "django.request": {"filters": ["redact_feed_tokens"]},
         # nine INFO lines per text message (addresses and headers, never the body): noise
         "twilio.http_client": {"level": "WARNING"},
         # the CalDAV client at DEBUG dumps requests: never the publishing account's credentials

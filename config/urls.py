@@ -14,6 +14,8 @@ from scheduling import (
     calendar_views,
     export_api,
     export_views,
+    feed_views,
+    feeds,
     publishing_views,
     reminder_views,
 )
@@ -185,6 +187,19 @@ urlpatterns = [
     path("calendars/mine.ics", calendar_views.my_calendar, name="calendar-mine"),
     path("me/", calendar_views.me, name="me"),
     path("sites/<id:pk>/caldav/", publishing_views.site_caldav, name="site-caldav"),
+    path("calendar-feeds/", feed_views.calendar_feeds, name="calendar-feeds"),
+    path(
+        "calendar-feeds/<id:pk>/revoke/",
+        feed_views.calendar_feed_revoke,
+        name="calendar-feed-revoke",
+    ),
+    path(
+        "participants/<id:pk>/calendar-feed/",
+        feed_views.participant_calendar_feed,
+        name="participant-calendar-feed",
+    ),
+    # no login: the secret token is the credential (never logged: config.security)
+    re_path(rf"^feeds/(?P<token>{feeds.TOKEN_PATTERN})\.ics$", feeds.feed, name="feed"),
     path("sessions/<id:pk>/", scheduling_views.session_detail, name="session"),
     path("sessions/<id:pk>/checkin/", scheduling_views.session_checkin, name="session-checkin"),
     path("protocols/", protocol_views.library, name="protocols"),

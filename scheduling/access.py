@@ -36,6 +36,7 @@ from django.db.models import Model, Q, QuerySet
 from protocol.models import Protocol, ProtocolVersion, SessionTemplate
 from scheduling.models import (
     AccessLog,
+    CalendarFeed,
     CalendarPush,
     CheckInOutcome,
     Course,
@@ -171,6 +172,13 @@ RULES: dict[type[Model], dict[Action, dict[str, Scope]]] = {
         Action.ADD: _SETUP_CHANGE,
     },
     CalendarPush: {Action.VIEW: _SETUP_CHANGE},
+    # live calendar feeds: everyone subscribes to what they may see; coordinators see and
+    # revoke the feeds of the people of their sites (someone leaves, a phone is lost)
+    CalendarFeed: {
+        Action.VIEW: _row(S, S, OWN, OWN, OWN),
+        Action.ADD: _row(S, S, OWN, OWN, OWN),
+        Action.CHANGE: _row(S, S, OWN, OWN, OWN),  # revoke
+    },
 }
 
 #: how each object kind reaches its site (None: shared by every site, like protocols)
@@ -194,6 +202,7 @@ SITE_PATHS: dict[type[Model], str | None] = {
     CheckInOutcome: "session__course__participant__site",
     SiteCalDav: "site",
     CalendarPush: "site",
+    CalendarFeed: "owner__staff_profile__sites",  # the sites its owner works at
     Protocol: None,
     ProtocolVersion: None,
     SessionTemplate: None,
@@ -223,6 +232,7 @@ OWNER_PATHS: dict[type[Model], str] = {
     User: "pk",
     StaffProfile: "user_id",
     Unavailability: "user_id",
+    CalendarFeed: "owner_id",
 }
 
 _UNREAD: Any = object()  # not read yet (None is "no staff profile")

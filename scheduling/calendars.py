@@ -18,12 +18,20 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Max, Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from scheduling import access, ical, messages
 from scheduling.clock import display_name
 from scheduling.ical import Event, calendar
-from scheduling.models import Participant, Reminder, Room, ScheduledSession, Site
+from scheduling.models import (
+    Participant,
+    Reminder,
+    Room,
+    RoomBooking,
+    ScheduledSession,
+    Site,
+    StaffBooking,
+)
 
 Status = ScheduledSession.Status
 
@@ -69,14 +77,20 @@ def _sessions_of(user: Any, scope: Scope, found: Any) -> QuerySet[ScheduledSessi
     if scope == Scope.PARTICIPANT:
         sessions = sessions.filter(Q(course__participant=found) | Q(course__partner=found))
     elif scope == Scope.THERAPIST:
-        sessions = sessions.filter(staff__user=found, staff__active=True)
+        sessions = sessions.filter(pk__in=_booked(found.pk))
     elif scope == Scope.ROOM:
         sessions = sessions.filter(room=found)
     elif scope == Scope.SITE:
         sessions = sessions.filter(course__participant__site=found)
     else:
-        sessions = sessions.filter(staff__user=user, staff__active=True)
-    return with_event_data(sessions.distinct())
+        sessions = sessions.filter(pk__in=_booked(user.pk))
+    # every condition is a column or an id subquery: no join repeats a row, no DISTINCT needed
+    return with_event_data(sessions)
+
+
+def _booked(user_id: int) -> QuerySet[StaffBooking, Any]:
+    """Ids of the sessions a staff member is booked on (a subquery: no row twice)."""
+    return StaffBooking.objects.filter(user_id=user_id, active=True).values("session")
 
 
 @dataclass(frozen=True)
@@ -119,13 +133,40 @@ def export(user: Any, scope: Scope, target: int | None = None) -> Export:
 def with_event_data(sessions: QuerySet[ScheduledSession]) -> QuerySet[ScheduledSession]:
     """What :func:`session_event` reads, in the same query: the site, the room, the course and
     its participants, and how long an overnight stay holds its room (the next morning)."""
+    # the room hold as a correlated subquery, not a join with GROUP BY over every column of
+    # every table selected (which made the database's part of a large feed several times
+    # slower); the protocol version is read by id only (messages' per-process cache)
+    hold = RoomBooking.objects.filter(session=OuterRef("pk"), active=True).order_by("-until")
     return (
-        sessions.select_related(
-            "course__participant__site", "course__partner", "course__protocol_version", "room"
-        )
-        .annotate(stay_until=Max("rooms__until", filter=Q(rooms__active=True)))
+        sessions.select_related("course__participant__site", "course__partner", "room")
+        .annotate(stay_until=Subquery(hold.values("until")[:1]))
         .order_by("start", "pk")
     )
+
+
+#: the columns :func:`session_event` reads (with :func:`with_event_data`'s joins): a large
+#: calendar loads only these (``sessions.only(*EVENT_FIELDS)``), not every participant's
+#: contact details and every session's notes; a field read here and missing there would cost
+#: a query per event (tests/scheduling/test_feeds.py counts them)
+EVENT_FIELDS = (
+    "uid",
+    "sequence",
+    "start",
+    "end",
+    "status",
+    "kind",
+    "overnight",
+    "modified_at",
+    "template_key",
+    "room__name",
+    "course__protocol_version_id",
+    "course__participant__code",
+    "course__partner__code",
+    "course__participant__site__name",
+    "course__participant__site__address",
+    "course__participant__site__phone",
+    "course__participant__site__timezone",
+)
 
 
 def session_event(session: ScheduledSession, *, for_participant: bool = False) -> Event:

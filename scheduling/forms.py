@@ -385,6 +385,8 @@ class SiteSessionsExportForm(forms.Form):
             "room": int(data["room"]) if data.get("room") else None,
             "therapist": int(data["therapist"]) if data.get("therapist") else None,
         }
+
+
 class SiteCalDavForm(forms.ModelForm):  # type: ignore[type-arg]
     """A site's CalDAV collection and account, on the site's CalDAV page and in the admin.
     The password is write-only: never put back into the page; left empty, the stored one is
@@ -411,3 +413,23 @@ class SiteCalDavForm(forms.ModelForm):  # type: ignore[type-arg]
     def clean_password(self) -> str:
         given: str = self.cleaned_data.get("password") or ""
         return given or (self.instance.password if self.instance.pk else "")
+
+
+class FeedForm(forms.Form):
+    """A new calendar feed: which calendar (among what the user may see) and its name."""
+
+    calendar = forms.ChoiceField(label="Calendar")
+    name = forms.CharField(
+        label="Name",
+        max_length=100,
+        help_text="How the calendar is named in the calendar app, e.g. “Clinic rooms”.",
+    )
+
+    def __init__(self, *args: Any, choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["calendar"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices
+        field.error_messages["invalid_choice"] = (
+            "That calendar is not one you may see: choose one from the list."
+        )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, vCalAddress, vDuration, vText
+from icalendar import Calendar, Timezone, vCalAddress, vDuration, vText
 from icalendar import Event as VEvent
 
 PRODID = "-//Protocol course scheduler//Calendars//EN"
@@ -74,16 +74,23 @@ def calendar(
         cal.add("x-published-ttl", vDuration(refresh))
     first: date | None = None
     last: date | None = None
+    zones: set[str] = set()
     for event in events:
         cal.add_component(_vevent(event))
         starts, ends = event.start.date(), event.end.date()
         first = starts if first is None or starts < first else first
         last = ends if last is None or ends > last else last
+        zones.add(event.zone)
     if first is not None and last is not None:
-        # the zones' rules for the years the events span (and a year either side)
-        cal.add_missing_timezones(
-            first_date=date(first.year - 1, 1, 1), last_date=date(last.year + 2, 1, 1)
-        )
+        # the zones' rules for the years the events span (and a year either side), before the
+        # events, in a fixed order (byte-stable). The zones are known: icalendar's
+        # add_missing_timezones would walk every property of every event to find them again.
+        cal.subcomponents[0:0] = [
+            Timezone.from_tzid(
+                zone, first_date=date(first.year - 1, 1, 1), last_date=date(last.year + 2, 1, 1)
+            )
+            for zone in sorted(zones - {"UTC"})
+        ]
     data: bytes = cal.to_ical()
     return data
 

@@ -713,3 +713,58 @@ class CalendarPush(models.Model):
 
     def __str__(self) -> str:
         return f"push of {self.session_id} #{self.sequence} ({self.status})"
+
+
+class CalendarFeed(models.Model):
+    """A live calendar subscription (scheduling/feeds.py): a secret address a calendar client
+    fetches every few hours. Only the SHA-256 of the token is stored, so a database copy
+    cannot subscribe; the token is shown once, when the feed is created. What a feed shows is
+    decided at each fetch by what its owner may see then (scheduling/calendars.py)."""
+
+    class Scope(models.TextChoices):  # the same values as scheduling.calendars.Scope
+        PARTICIPANT = "participant"
+        THERAPIST = "therapist", "staff member"
+        ROOM = "room"
+        SITE = "site"
+        MINE = "mine", "my sessions"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="calendar_feeds"
+    )
+    scope = models.CharField(max_length=20, choices=Scope.choices)
+    #: the participant's, staff member's, room's or site's id; none for "my sessions"
+    target = models.PositiveBigIntegerField(null=True, blank=True)
+    name = models.CharField(max_length=100)
+    #: a participant's own calendar (issued by a coordinator to give to the participant):
+    #: neither the study code nor the room, how to prepare
+    for_participant = models.BooleanField(default=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    #: what the last calendar served was built from (scheduling/feeds.py), its ETag and when
+    #: it last changed: a fetch that finds the same facts answers without building anything
+    validator = models.CharField(max_length=64, blank=True, editable=False)
+    etag = models.CharField(max_length=70, blank=True, editable=False)
+    changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(scope="mine", target__isnull=True)
+                | (~Q(scope="mine") & Q(target__isnull=False)),
+                name="feed_target_for_scope",
+            ),
+            models.CheckConstraint(
+                condition=Q(for_participant=False) | Q(scope="participant"),
+                name="feed_for_participant_is_participant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

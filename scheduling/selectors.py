@@ -34,6 +34,7 @@ from scheduling import access, clock, exports, site_grid
 from scheduling.clock import display_name, dyad_label
 from scheduling.messages import STAFF_WHAT
 from scheduling.models import (
+    CalendarFeed,
     CheckInOutcome,
     Course,
     Deviation,
@@ -1094,3 +1095,34 @@ def _not_booked(
         course_start=course.start_date,
         earlier_attempts=len(earlier),
     )
+
+
+# --- calendar feeds ------------------------------------------------------------------------
+
+
+def feeds_list(user: AnyUser) -> QuerySet[CalendarFeed]:
+    """The feeds a user may see: their own; a coordinator's or administrator's, every feed of
+    the people of their sites (to revoke the feed of someone who left)."""
+    return access.scope(CalendarFeed.objects.select_related("owner"), user).order_by(
+        "revoked_at", "-created_at", "-pk"
+    )
+
+
+def feed_calendar_choices(user: AnyUser) -> list[tuple[str, str]]:
+    """What a staff member may subscribe to: their own sessions, and each site, room and
+    staff member they may see ("scope:id" values, the feeds page's choices). A participant's
+    feed is issued from the participant's page."""
+    choices: list[tuple[str, str]] = [("mine", "My sessions")]
+    sites = list(sites_for(user))
+    many_sites = len(sites) > 1
+    choices += [(f"site:{site.pk}", f"Site: {site.name}") for site in sites]
+    rooms = access.scope(Room.objects.select_related("site"), user).order_by("site__name", "name")
+    choices += [
+        (f"room:{room.pk}", f"Room: {room.name}" + (f" ({room.site.name})" if many_sites else ""))
+        for room in rooms
+    ]
+    people = access.scope(User.objects.filter(staff_profile__isnull=False), user).order_by(
+        "last_name", "first_name", "username"
+    )
+    choices += [(f"therapist:{person.pk}", f"Staff: {display_name(person)}") for person in people]
+    return choices

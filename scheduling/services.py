@@ -3,6 +3,8 @@ changes with reasons and deviations. Each is one transaction: on any error nothi
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -11,7 +13,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Model, Q
 from django.utils import timezone
@@ -20,9 +22,10 @@ from simple_history.utils import bulk_create_with_history
 from protocol.models import ProtocolVersion
 from protocol.selectors import ProtocolNotFound, protocol_spec, protocol_version_get
 from protocol.spec import ProtocolSpec
-from scheduling import clock, selectors
+from scheduling import access, calendars, clock, selectors
 from scheduling.models import (
     AccessLog,
+    CalendarFeed,
     Course,
     Deviation,
     Dyad,
@@ -1489,3 +1492,79 @@ def access_log_record(*, user: Any, participant: Participant, door: str, route: 
     if not getattr(user, "is_authenticated", False):
         return
     AccessLog.objects.create(user_id=user.pk, participant=participant, door=door, route=route)
+
+
+# --- calendar feeds ----------------------------------------------------------------------------
+
+#: a feed's name: the calendar's name in the subscriber's calendar app
+FEED_NAME_MAX_LENGTH = 100
+
+
+def feed_token_hash(token: str) -> str:
+    """What a feed stores of its token: SHA-256 (a random 256-bit token needs no salt or slow
+    hash; the lookup by hash is an index lookup, not a comparison that leaks timing)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def feed_create(
+    *,
+    owner: User,
+    scope: str,
+    target: int | None,
+    name: str,
+    for_participant: bool = False,
+) -> tuple[CalendarFeed, str]:
+    """A live calendar feed of ``scope`` (``target``'s sessions) for ``owner``, and its secret
+    token, which is never stored (only its hash) and so can be shown only now.
+
+    The owner must see the target now (another site's is refused like a missing one). A
+    participant's own feed (``for_participant``) is issued by someone who may change that
+    participant's record (a coordinator), who then gives it to the participant."""
+    name = " ".join(name.split())
+    if not name:
+        raise _fail("name", "Give the feed a name: it is the calendar's name in the calendar app.")
+    if len(name) > FEED_NAME_MAX_LENGTH:
+        raise _fail("name", f"Shorten the name to at most {FEED_NAME_MAX_LENGTH} characters.")
+    try:
+        kind = calendars.Scope(scope)
+    except ValueError as exc:
+        raise _fail("calendar", "Choose which calendar the feed shows.") from exc
+    target = None if kind == calendars.Scope.MINE else target
+    if not access.allows(owner, access.Action.ADD, CalendarFeed):
+        raise _fail("calendar", "Your account cannot subscribe to calendars.")
+    try:
+        if for_participant:
+            if kind != calendars.Scope.PARTICIPANT:
+                raise _fail("calendar", "A participant's own feed shows a participant's course.")
+            access.get(Participant.objects.all(), owner, access.Action.CHANGE, pk=target)
+        calendars.calendar_sessions(owner, kind, target)  # the owner may see it: else a 404
+    except ObjectDoesNotExist as exc:
+        raise _fail(
+            "calendar", "That calendar is not one you may see: choose one from the list."
+        ) from exc
+    token = secrets.token_urlsafe(32)
+    feed = CalendarFeed.objects.create(
+        owner=owner,
+        scope=kind.value,
+        target=target,
+        name=name,
+        for_participant=for_participant,
+        token_hash=feed_token_hash(token),
+    )
+    return feed, token
+
+
+def feed_revoke(*, feed: CalendarFeed, by: User) -> CalendarFeed:
+    """Stop a feed for good: its address answers 404 from now on (a new feed gets a new
+    address). Its owner, or a coordinator or administrator of the owner's sites, may."""
+    with transaction.atomic():
+        locked = access.get(
+            CalendarFeed.objects.select_for_update(of=("self",)),
+            by,
+            access.Action.CHANGE,
+            pk=feed.pk,
+        )
+        if locked.revoked_at is None:
+            locked.revoked_at = timezone.now()
+            locked.save(update_fields=["revoked_at"])
+    return locked

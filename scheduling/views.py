@@ -489,6 +489,7 @@ def participant(request: HttpRequest, pk: int) -> HttpResponse:
         "ending_action": action.removesuffix("-preview") if action else None,
         "ending_course": ending_course,
         "may_see_reminders": may_see_reminders,
+        "may_issue_feed": access.can(request.user, access.Action.CHANGE, found),
         "reminders": selectors.reminders_list(request.user, participant=found)
         if may_see_reminders
         else [],

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("scheduling", "0011_site_caldav"),
+        ("scheduling", "0012_calendar_feeds"),
     ]
 
     operations = [

@@ -26,6 +26,7 @@ from protocol.models import Protocol, ProtocolVersion, SessionTemplate
 from scheduling import services
 from scheduling.models import (
     AccessLog,
+    CalendarFeed,
     CalendarPush,
     CheckInOutcome,
     Course,
@@ -51,6 +52,8 @@ pytestmark = pytest.mark.django_db(transaction=False)
 DENIED = {302, 401, 403, 404, 405}
 #: study codes that must never show to a persona who may not see them
 CODE_A_TREATED, CODE_A_OTHER, CODE_B = "PA-TREATED7", "PA-OTHER7", "PB-ONLY7"
+#: a revoked calendar feed's token (its address must answer 404)
+REVOKED_TOKEN = "matrix-revoked-feed-token"  # noqa: S105  # revoked: opens nothing
 
 
 # --- the routes ----------------------------------------------------------------------------
@@ -105,6 +108,10 @@ PAGE_AND_API_RULES: dict[str, Any] = {
     "calendar-mine": "list",
     "me": "list",
     "site-caldav": Site,
+    "calendar-feeds": "list",
+    "calendar-feed-revoke": CalendarFeed,
+    "participant-calendar-feed": Participant,
+    "feed": "token",  # a calendar feed: no login, its secret token is the key
     "session": ScheduledSession,
     "session-checkin": ScheduledSession,
     "protocols": "protocol-list",
@@ -317,13 +324,29 @@ def world(db: Any) -> World:
         user.is_staff = True  # the worst case: everyone may open the admin
         user.save()
 
+    feed_b, _ = services.feed_create(
+        owner=coordinator_b, scope="site", target=site_b.pk, name="matrix feed b"
+    )
+    feed_a, _ = services.feed_create(
+        owner=coordinator_a, scope="site", target=site_a.pk, name="matrix feed a"
+    )
+    revoked, _ = services.feed_create(
+        owner=coordinator_a, scope="mine", target=None, name="matrix revoked"
+    )
+    CalendarFeed.objects.filter(pk=revoked.pk).update(
+        token_hash=services.feed_token_hash(REVOKED_TOKEN)
+    )
+    services.feed_revoke(feed=revoked, by=coordinator_a)
     b_all = _setup(site_b) + _clinical(at_b, "prep-1", "dosing-1", "phone-1.2", "baseline")
+    b_all.append(feed_b)
     b_all += list(AccessLog.objects.filter(participant=at_b.participant)[:1])
     other_all = _clinical(other, "prep-1", "dosing-1", "phone-1.2", "baseline")
     other_all += list(AccessLog.objects.filter(participant=other.participant)[:1])
     treated_log: list[Model] = list(AccessLog.objects.filter(participant=treated.participant)[:1])
     a_setup = _setup(site_a)
+    treated_log.append(feed_a)  # a coordinator's feed: not for the site's other roles
     everything = b_all + other_all + a_setup + _clinical(treated, "prep-1", "dosing-1")
+    everything.append(feed_a)
     world = World(
         personas={
             "coordinator-a": coordinator_a,
@@ -513,6 +536,8 @@ def test_no_route_reveals_or_changes_what_a_persona_must_not_reach(
             _list_route(client, world, persona, route, leaks)
         elif rule == "signed":
             _signed_route(client, route, leaks)
+        elif rule == "token":
+            _token_route(client, route, world, leaks)
     assert not leaks, f"{len(leaks)} leaks for {persona}:\n" + "\n".join(leaks)
 
 
@@ -542,6 +567,26 @@ def _signed_route(client: Client, route: Route, leaks: list[str]) -> None:
     status = client.post(path, {"From": "+12125550100", "Body": "STOP"}).status_code
     if status != 403 or fingerprint() != before:
         leaks.append(f"POST {path} ({route.name}) unsigned answered {status}")
+
+
+def _token_route(client: Client, route: Route, world: World, leaks: list[str]) -> None:
+    """A calendar feed: a token that is not a feed's (or a revoked feed's) is a 404 whoever
+    is signed in, shows no study code, and a write changes nothing."""
+    revoked = CalendarFeed.objects.filter(revoked_at__isnull=False).first()
+    assert revoked is not None
+    for token in ("1", "x" * 43, REVOKED_TOKEN):
+        path = fill(route, {"token": token})
+        response = client.get(path)
+        if response.status_code != 404:
+            leaks.append(f"GET {path} ({route.name}) answered {response.status_code}")
+        body = response.content.decode(errors="replace")
+        for code in (CODE_A_TREATED, CODE_A_OTHER, CODE_B):
+            if code in body:
+                leaks.append(f"GET {path} ({route.name}) shows {code}")
+        before = fingerprint()
+        client.post(path, PAGE_BODY)
+        if fingerprint() != before:
+            leaks.append(f"POST {path} ({route.name}) changed the database")
 
 
 def _protocol_route(client: Client, persona: str, route: Route, leaks: list[str]) -> None:
@@ -641,6 +686,7 @@ def test_the_matrix_covers_every_model_the_policy_names() -> None:
         CheckInOutcome,
         SiteCalDav,
         CalendarPush,
+        CalendarFeed,
         Protocol,
         ProtocolVersion,
         SessionTemplate,
