@@ -385,6 +385,8 @@ class SiteSessionsExportForm(forms.Form):
             "room": int(data["room"]) if data.get("room") else None,
             "therapist": int(data["therapist"]) if data.get("therapist") else None,
         }
+
+
 class SiteCalDavForm(forms.ModelForm):  # type: ignore[type-arg]
     """A site's CalDAV collection and account, on the site's CalDAV page and in the admin.
     The password is write-only: never put back into the page; left empty, the stored one is
