@@ -21,7 +21,9 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
 from simple_history.template_utils import HistoricalRecordContextHelper
 
 from protocol.admin import ProtocolAdmin, ProtocolVersionAdmin, SessionTemplateInline
@@ -348,6 +350,11 @@ class SiteAdmin(HistoryAdmin[Site]):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [OpeningHoursInline, SiteClosureInline, SiteCalDavInline]
+
+    @method_decorator(sensitive_post_parameters("caldav-0-password"))
+    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
+        """The CalDAV inline's password never shows in an error report of this page."""
+        return super().changeform_view(*args, **kwargs)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """A closure date added here leads to the sessions it conflicts with, as one added on

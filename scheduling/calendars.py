@@ -235,6 +235,14 @@ def _participant_description(session: ScheduledSession, site: Site, facts: Any, 
     if mode != "site":
         lines.append(messages.WHERE_REMOTE[mode])
     preparation = " ".join((facts.preparation if facts else "").split())
+    codes = [p.code for p in (session.course.participant, session.course.partner) if p]
+    # the protocol's notes, unless they name what a reminder may not (the send refuses such
+    # a reminder; a calendar has no one to refuse it, so the line is left out)
+    if preparation and (
+        messages.forbidden_words_in(preparation)
+        or any(messages._contains_code(preparation, code) for code in codes)
+    ):
+        preparation = ""
     if preparation:
         lines.append(f"How to prepare: {preparation}")
     if site.phone.strip():

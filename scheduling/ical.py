@@ -67,8 +67,10 @@ def calendar(
     cal.add("calscale", "GREGORIAN")
     if method:
         cal.add("method", method)
-    cal.add("name", name)
-    cal.add("x-wr-calname", name)
+    # TEXT values (RFC 7986, and Apple's X-WR-CALNAME): typed, so that a site or room name
+    # with a comma, a semicolon or a line break is escaped rather than breaking the file
+    cal.add("name", vText(name))
+    cal.add("x-wr-calname", vText(name))
     if refresh is not None:
         cal.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
         cal.add("x-published-ttl", vDuration(refresh))

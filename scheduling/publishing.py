@@ -237,9 +237,11 @@ def calendar_push_deliver(*, push_id: int, claim: UUID, now: datetime | None = N
                 f"Not published: {push.attempts - 1} tries ended without an answer. Ask the "
                 "administrator to look at the worker's log.",
             )
-        session = ScheduledSession.objects.select_related("course__participant__site", "room").get(
-            pk=push.session_id
-        )
+        # what the downloads read too (an overnight stay's room hold): one UID and SEQUENCE
+        # must read the same in the collection as in an exported calendar
+        session = calendars.with_event_data(
+            ScheduledSession.objects.filter(pk=push.session_id)
+        ).get()
         site = session.course.participant.site
         body = ical.calendar([calendars.session_event(session)], name=site.name)
         try:

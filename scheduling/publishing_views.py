@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from scheduling import access, publishing
@@ -15,6 +16,7 @@ from scheduling.forms import SiteCalDavForm
 from scheduling.models import Site, SiteCalDav
 
 
+@sensitive_post_parameters("password")  # an error report never shows it
 @login_required
 @require_http_methods(["GET", "POST"])
 def site_caldav(request: HttpRequest, pk: int) -> HttpResponse:
@@ -25,6 +27,7 @@ def site_caldav(request: HttpRequest, pk: int) -> HttpResponse:
         access.scope(Site.objects.all(), request.user, access.Action.CHANGE), pk=pk
     )
     config = SiteCalDav.objects.filter(site=site).first()
+    password_set = bool(config and config.password)  # as stored: a refused form sets none
     form = SiteCalDavForm(request.POST or None, instance=config)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -46,7 +49,7 @@ def site_caldav(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "site": site,
         "form": form,
-        "password_set": bool(config and config.password),
+        "password_set": password_set,
         "state": publishing.publishing_state(site) if config else None,
     }
     return render(request, "scheduling/site_caldav.html", context)

@@ -29,9 +29,10 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.views.debug import SafeExceptionReporterFilter
 
 from config.celery import app
-from scheduling import publishing
+from scheduling import calendars, publishing
 from scheduling.channels import TransportError
 from scheduling.forms import SiteCalDavForm
 from scheduling.models import CalendarPush, OpeningHours, ScheduledSession, Site, SiteCalDav
@@ -104,6 +105,26 @@ def test_enrolment_publishes_every_session_with_its_uid(
         assert event.decoded("DTSTART") == session.start
         assert str(event["DTSTART"].params["TZID"]) == site_a.timezone
     assert push_due() == []  # nothing left to do
+
+
+def test_an_overnight_stay_is_published_as_the_exports_show_it(
+    site_a: Site, radicale: RadicaleServer
+) -> None:
+    """The collection and the downloads carry the same event under one UID and SEQUENCE: an
+    overnight stay runs to the next morning in both (it was published ending the evening
+    before, as the push read the session without its room hold)."""
+    publish_to(site_a, radicale.collection_url)
+    participant, _ = enrolled_participant(site_a)
+    push_due()
+    events = stored(radicale)
+    overnight = ScheduledSession.objects.filter(course__participant=participant, overnight=True)
+    assert overnight.exists()
+    for session in calendars.with_event_data(overnight):
+        exported = calendars.session_event(session)
+        assert exported.end > session.end  # the export shows the night
+        event = events[str(session.uid)]
+        assert event.decoded("DTEND") == exported.end
+        assert str(event["SUMMARY"]) == exported.summary
 
 
 def test_a_moved_session_keeps_its_uid_with_a_higher_sequence_and_the_new_time(
@@ -371,6 +392,62 @@ def test_the_settings_page_never_shows_the_password_and_keeps_it_when_left_empty
     assert (config.username, config.password) == ("clinic2", secret)
     assert not hasattr(config.history.model, "password")  # kept out of the history
     assert secret not in repr(config)
+
+
+def test_a_refused_form_neither_saves_nor_claims_a_password(
+    site_a: Site, coordinator_a: User, settings: Any
+) -> None:
+    """A password typed with a wrong URL is not saved, and the page answering the error does
+    not say one is set (it said "set", so the next save with the field left empty kept none)."""
+    settings.DEBUG = False
+    publishing.site_caldav_set(
+        site=site_a,
+        url="https://cal.example.org/c/",
+        username="",
+        password="",
+        enabled=False,
+        by=None,
+    )
+    client = Client()
+    client.force_login(coordinator_a)
+    url = reverse("site-caldav", kwargs={"pk": site_a.pk})
+    data = {"url": "http://cal.example.org/c/", "username": "clinic", "password": "typed-1"}
+    page = client.post(url, data).content.decode()
+    assert "https" in page and "(not set)" in page and "(set)" not in page
+    config = SiteCalDav.objects.get(site=site_a)
+    assert (config.url, config.username, config.password) == ("https://cal.example.org/c/", "", "")
+
+
+def test_an_error_report_of_either_settings_page_never_shows_the_password(
+    site_a: Site, coordinator_a: User
+) -> None:
+    """What Django puts in an error report (the 500 email, the log's request) of a POST to
+    the CalDAV page or the site's admin page: every field but the password (the pages were not
+    marked, so a failing save would have mailed the password in clear)."""
+    secret = "report-S3cret"  # noqa: S105
+    coordinator_a.is_staff = True
+    coordinator_a.save()
+    client = Client()
+    client.force_login(coordinator_a)
+    posts = {
+        reverse("site-caldav", kwargs={"pk": site_a.pk}): {
+            "url": "not a url",
+            "username": "clinic",
+            "password": secret,
+        },
+        reverse("admin:scheduling_site_change", args=[site_a.pk]): {
+            "name": site_a.name,
+            "caldav-0-url": "not a url",
+            "caldav-0-password": secret,
+        },
+    }
+    for url, data in posts.items():
+        response = client.post(url, data)
+        assert response.status_code in (200, 400), url
+        request = response.wsgi_request
+        reported = SafeExceptionReporterFilter().get_post_parameters(request)
+        assert secret not in reported.values(), url
+        assert data[next(iter(data))] in reported.values(), url  # the rest is still shown
 
 
 def test_a_bad_url_on_the_page_shows_the_error_and_saves_nothing(

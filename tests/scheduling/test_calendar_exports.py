@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import icalendar
 import pytest
 import vobject
 from django.conf import settings
@@ -145,6 +146,45 @@ def test_every_export_reads_back_at_the_sessions_wall_times(
         assert event.status.value == "CONFIRMED"
 
 
+@pytest.mark.parametrize("kind", ["participant", "staff", "room", "site", "mine"])
+def test_names_with_commas_semicolons_and_line_breaks_are_escaped(
+    kind: str, site_a: Site, world: dict[str, Any], page_client: Client
+) -> None:
+    """A site or room named with the characters iCalendar TEXT escapes: every calendar still
+    downloads (the calendar's name was written unescaped: a line break was a 500), and both
+    parsers read each name back as written; no line is longer than 75 octets (folded)."""
+    site_a.name = "Clinic; A, B\nC"
+    site_a.address = "1 Main St, Suite 2;\nTown"
+    site_a.save()
+    room = world["room"]
+    room.name = "Room; 1, east"
+    room.save()
+    course, therapist = world["course"], world["therapist"]
+    client = page_client
+    if kind == "mine":
+        client = Client()
+        client.force_login(therapist)
+    response = client.get(page_paths(site_a, course, room, therapist)[kind])
+    assert response.status_code == 200, response.content[:300]
+    body = response.content
+    assert all(len(line) <= 75 for line in body.split(b"\r\n"))
+    parsed = icalendar.Calendar.from_ical(body)
+    other = read(body)
+    name = other.contents["x-wr-calname"][0].value
+    assert name == other.contents["name"][0].value
+    if kind in ("participant", "site"):
+        assert site_a.name in name
+    if kind == "room":
+        assert name == f"{room.name}, {site_a.name}"
+    texts = []
+    for event, second in zip(parsed.walk("VEVENT"), other.contents["vevent"], strict=True):
+        for field in ("summary", "location", "description"):
+            if field in second.contents:
+                assert str(event[field]) == second.contents[field][0].value
+                texts.append(second.contents[field][0].value)
+    assert texts and any(site_a.name in text for text in texts)
+
+
 def test_the_same_export_twice_is_the_same_bytes(
     site_a: Site, world: dict[str, Any], page_client: Client
 ) -> None:
@@ -257,6 +297,27 @@ def test_a_participants_calendar_names_neither_code_nor_room_nor_treatment(
     assert not found, f"forbidden words in the participant's calendar: {found}"
     assert settings.REMINDER_FORBIDDEN_WORDS  # the check had words to look for
     assert any("How to prepare" in w for w in words)  # participant-facing, not staff's
+
+
+def test_preparation_notes_that_name_the_treatment_stay_out_of_a_participants_calendar(
+    site_a: Site, world: dict[str, Any], page_client: Client
+) -> None:
+    """A protocol's notes that a participant reminder may not carry (a forbidden word, the
+    study code) are left out of the participant's calendar too; clean notes stay."""
+    from protocol.models import SessionTemplate
+
+    course = world["course"]
+    templates = SessionTemplate.objects.filter(version=course.protocol_version)
+    assert templates.filter(key__in=["dosing-1", "closing"]).count() == 2
+    templates.filter(key="dosing-1").update(preparation="Take no other drugs that week.")
+    templates.filter(key="closing").update(preparation="Bring the form marked RIV-0042.")
+    messages._FACTS.clear()
+    body = page_client.get(f"/calendars/participant/{course.participant.pk}.ics").content
+    descriptions = [e.description.value for e in events_of(body) if "description" in e.contents]
+    text = "\n".join(descriptions)
+    assert not messages.forbidden_words_in(text), text
+    assert "RIV-0042" not in text
+    assert "How to prepare" in text  # the other sessions' notes are still there
 
 
 def test_staff_titles_name_neither_drug_nor_diagnosis(
