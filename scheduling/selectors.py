@@ -511,12 +511,14 @@ def reminders_list(
     """The reminders the user may see of a participant's sessions (as the participant or the
     partner of a couple) or of one session, in due order, with their recipients: planned,
     sent, failed, skipped and cancelled, each with its reason. None for a role without access
-    (a blinded assessor)."""
+    (a blinded assessor). A participant's list leaves out the staff's calendar invitations
+    (one per session and person: dozens per course, none about the participant's own messages);
+    each session's list shows them."""
     rows = scoped(Reminder.objects.all(), user)
     if participant is not None:
         rows = rows.filter(
             Q(session__course__participant=participant) | Q(session__course__partner=participant)
-        )
+        ).exclude(purpose=Reminder.Purpose.INVITATION)
     if session is not None:
         rows = rows.filter(session=session)
     ordered = rows.select_related("session", "participant", "staff").order_by("due_at", "pk")

@@ -383,3 +383,28 @@ def test_the_key_names_the_session_the_person_and_the_sequence(course: Course) -
     )
     assert keys == {f"{UUID(str(closing.uid))}/invite/u{u}/s0" for u in users}
     assert {r.invitation_sequence for r in invitations(closing)} == {0}
+
+
+def test_the_participant_page_leaves_the_staffs_invitations_to_each_sessions_page(
+    course: Course, site: Site
+) -> None:
+    """Dozens per course (one per session and staff member, due at once): on the participant's
+    page they pushed the participant's own reminders out of the list."""
+    from django.test import Client
+
+    from tests.conftest import make_staff
+
+    person = course.participant
+    person.email, person.email_consent_at = "p@example.org", timezone.now()
+    person.save()
+    reminders_sync(sessions=list(course.sessions.all()))
+    dosing = session_of(course, "dosing-1")
+    assert invitations(dosing)
+    browser = Client()
+    browser.force_login(make_staff("iv-coordinator", "coordinator", site))
+    page = browser.get(f"/participants/{course.participant_id}/").content.decode()
+    rows = page[page.index('id="reminders-section"') :]
+    assert "Calendar invitation" not in rows
+    assert "Reminder by Email" in rows  # the participant's own messages are listed
+    session_page = browser.get(f"/sessions/{dosing.pk}/").content.decode()
+    assert "Calendar invitation" in session_page[session_page.index('id="reminders-section"') :]
