@@ -360,7 +360,9 @@ def test_the_pages_list_reminders_planned_sent_and_why_not(
     outbox_row(dosing, "skipped", rule_key="eve", status="skipped", reason="no SMS consent")
     outbox_row(dosing, "cancelled", rule_key="x", status="cancelled", reason="the session moved")
     # the four made here, with what enrolment planned for the participant's sessions
-    theirs = Reminder.objects.filter(session__course__participant=course.participant)
+    theirs = Reminder.objects.filter(session__course__participant=course.participant).exclude(
+        purpose=Reminder.Purpose.INVITATION  # on each session's page, not the participant's
+    )
     assert 4 < theirs.count() <= REMINDERS_SHOWN
     client.force_login(coordinator_a)
     page = client.get(f"/participants/{course.participant_id}/").content.decode()
