@@ -70,31 +70,40 @@ SMS_OUTCOME_UNKNOWN = (
 
 
 def reminders_claim_due(*, now: datetime, limit: int) -> list[tuple[int, UUID]]:
-    """Claim up to ``limit`` due rows, oldest first: status sending, a fresh claim token, a
-    lease, one more attempt. Returns (id, claim) pairs for the send tasks.
+    """Claim up to ``limit`` due reminders, oldest first: status sending, a fresh claim
+    token, a lease, one more attempt. Returns (id, claim) pairs for the send tasks."""
+    return claim_due(Reminder, now=now, limit=limit, lease_seconds=settings.REMINDER_LEASE_SECONDS)
+
+
+def claim_due(
+    model: type[Model], *, now: datetime, limit: int, lease_seconds: int
+) -> list[tuple[int, UUID]]:
+    """Claim up to ``limit`` due rows of an outbox ``model`` (reminders, CalDAV pushes: rows
+    with status, due_at, claim, lease_until, attempts and updated_at), oldest first.
 
     Safe with two sweeps at once: on PostgreSQL the candidates are locked with SKIP LOCKED, so
-    a concurrent sweep takes other rows, and a row a send task holds locked (an email being
-    sent) is never claimed meanwhile. SQLite (`make run`) has no row locks: there the
-    conditional UPDATE, which re-checks the due condition, decides which sweep wins a row.
+    a concurrent sweep takes other rows, and a row a task holds locked (an email being sent) is
+    never claimed meanwhile. SQLite (`make run`) has no row locks: there the conditional
+    UPDATE, which re-checks the due condition, decides which sweep wins a row.
     """
-    due = Q(status=Status.PENDING, due_at__lte=now) | Q(status=Status.SENDING, lease_until__lt=now)
+    rows = model._default_manager
+    due = Q(status="pending", due_at__lte=now) | Q(status="sending", lease_until__lt=now)
     claim = uuid.uuid4()  # one token per sweep batch: (id, claim) is unique per claim
     with transaction.atomic():
-        candidates = Reminder.objects.filter(due).order_by("due_at", "pk")
+        candidates = rows.filter(due).order_by("due_at", "pk")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("pk", flat=True)[:limit])
         if not ids:
             return []
-        Reminder.objects.filter(due, pk__in=ids).update(
-            status=Status.SENDING,
+        rows.filter(due, pk__in=ids).update(
+            status="sending",
             claim=claim,
-            lease_until=now + timedelta(seconds=settings.REMINDER_LEASE_SECONDS),
+            lease_until=now + timedelta(seconds=lease_seconds),
             attempts=F("attempts") + 1,
             updated_at=now,
         )
-        claimed = Reminder.objects.filter(pk__in=ids, claim=claim).values_list("pk", flat=True)
+        claimed = rows.filter(pk__in=ids, claim=claim).values_list("pk", flat=True)
         return [(pk, claim) for pk in sorted(claimed)]
 
 

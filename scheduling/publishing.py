@@ -31,7 +31,6 @@ How it goes, and why
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,10 +44,10 @@ from caldav.lib import error as caldav_error
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from scheduling import calendars, ical
+from scheduling import calendars, dispatch, ical
 from scheduling.channels import PermanentError, TransientError, TransportError
 from scheduling.models import CalendarPush, Course, ScheduledSession, Site, SiteCalDav
 
@@ -186,27 +185,12 @@ def _sweep_soon() -> None:
 
 
 def calendar_pushes_claim_due(*, now: datetime, limit: int) -> list[tuple[int, UUID]]:
-    """Claim up to ``limit`` due pushes, oldest first (as ``dispatch.reminders_claim_due``):
-    status sending, a fresh claim token, a lease, one more attempt. SKIP LOCKED keeps two
-    sweeps apart, and never claims a row whose push is under way (it is locked)."""
-    due = Q(status=Status.PENDING, due_at__lte=now) | Q(status=Status.SENDING, lease_until__lt=now)
-    claim = uuid.uuid4()
-    with transaction.atomic():
-        candidates = CalendarPush.objects.filter(due).order_by("due_at", "pk")
-        if connection.features.has_select_for_update_skip_locked:
-            candidates = candidates.select_for_update(skip_locked=True)
-        ids = list(candidates.values_list("pk", flat=True)[:limit])
-        if not ids:
-            return []
-        CalendarPush.objects.filter(due, pk__in=ids).update(
-            status=Status.SENDING,
-            claim=claim,
-            lease_until=now + timedelta(seconds=settings.CALDAV_LEASE_SECONDS),
-            attempts=F("attempts") + 1,
-            updated_at=now,
-        )
-        claimed = CalendarPush.objects.filter(pk__in=ids, claim=claim).values_list("pk", flat=True)
-        return [(pk, claim) for pk in sorted(claimed)]
+    """Claim up to ``limit`` due pushes, oldest first, as the reminders are claimed
+    (``dispatch.claim_due``): SKIP LOCKED keeps two sweeps apart, and never claims a row whose
+    push is under way (it is locked)."""
+    return dispatch.claim_due(
+        CalendarPush, now=now, limit=limit, lease_seconds=settings.CALDAV_LEASE_SECONDS
+    )
 
 
 # --- one push --------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ by the row's lease, not by Redis redelivering it an hour later.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 from uuid import UUID
 
 from celery import current_app, shared_task
@@ -35,31 +37,35 @@ SWEEP_BATCHES = 10
 # (REMINDER_LEASE_SECONDS, 300 s by default).
 @shared_task(ignore_result=True, time_limit=120)
 def sweep_reminders() -> int:
-    """The beat's task: claim due reminders, a batch per transaction, and enqueue one
-    send_reminder per claimed row once that batch's claim has committed (a task must never
-    find its row not yet claimed). Returns how many were claimed."""
+    """The beat's task: claim due reminders and enqueue one send_reminder per claimed row.
+    Returns how many were claimed."""
+    return _sweep(dispatch.reminders_claim_due, settings.REMINDER_BATCH, send_reminder)
+
+
+def _sweep(claim: Callable[..., list[tuple[int, UUID]]], batch: int, task: Any) -> int:
+    """Claim due rows with ``claim``, a batch per transaction, and enqueue one ``task`` per
+    claimed row once that batch's claim has committed (a task must never find its row not yet
+    claimed). At most SWEEP_BATCHES batches: the rest is the next sweep's."""
     total = 0
     for _ in range(SWEEP_BATCHES):
         with transaction.atomic():
-            claimed = dispatch.reminders_claim_due(
-                now=timezone.now(), limit=settings.REMINDER_BATCH
-            )
+            claimed = claim(now=timezone.now(), limit=batch)
             if claimed:
-                transaction.on_commit(partial(_enqueue, claimed))
+                transaction.on_commit(partial(_enqueue, task, claimed))
         total += len(claimed)
-        if len(claimed) < settings.REMINDER_BATCH:
+        if len(claimed) < batch:
             break
     if total:
-        logger.info("sweep claimed %d reminders", total)
+        logger.info("%s: claimed %d rows", task.name, total)
     return total
 
 
-def _enqueue(claimed: list[tuple[int, UUID]]) -> None:
-    """One send task per row, through one broker connection. If Redis fails part-way, the
-    rows not enqueued stay claimed and are claimed again when their lease runs out."""
+def _enqueue(task: Any, claimed: list[tuple[int, UUID]]) -> None:
+    """One task per row, through one broker connection. If Redis fails part-way, the rows not
+    enqueued stay claimed and are claimed again when their lease runs out."""
     with current_app.producer_or_acquire() as producer:
-        for reminder_id, claim in claimed:
-            send_reminder.apply_async((reminder_id, str(claim)), producer=producer)
+        for row_id, claim in claimed:
+            task.apply_async((row_id, str(claim)), producer=producer)
 
 
 @shared_task(ignore_result=True, time_limit=60)
@@ -82,26 +88,7 @@ def noop() -> None:
 def sweep_calendar_pushes() -> int:
     """The beat's task, also asked for right after a change commits: claim due CalDAV pushes
     and enqueue one push task per row once the claim has committed."""
-    total = 0
-    for _ in range(SWEEP_BATCHES):
-        with transaction.atomic():
-            claimed = publishing.calendar_pushes_claim_due(
-                now=timezone.now(), limit=settings.CALDAV_BATCH
-            )
-            if claimed:
-                transaction.on_commit(partial(_enqueue_pushes, claimed))
-        total += len(claimed)
-        if len(claimed) < settings.CALDAV_BATCH:
-            break
-    if total:
-        logger.info("sweep claimed %d calendar pushes", total)
-    return total
-
-
-def _enqueue_pushes(claimed: list[tuple[int, UUID]]) -> None:
-    with current_app.producer_or_acquire() as producer:
-        for push_id, claim in claimed:
-            push_calendar.apply_async((push_id, str(claim)), producer=producer)
+    return _sweep(publishing.calendar_pushes_claim_due, settings.CALDAV_BATCH, push_calendar)
 
 
 # the PUT's own timeout (CALDAV_TIMEOUT, at most 120 s) is what bounds it; the limit is the
